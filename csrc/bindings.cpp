@@ -1,0 +1,52 @@
+// Python bindings of the kernels. Tensors cross as raw addresses (Python ints): the module does not
+// link libtorch, so one wheel serves every torch version.
+#include <pybind11/pybind11.h>
+
+#include "latentops/nearest_centroid.h"
+
+namespace py = pybind11;
+using latentops::DType;
+
+namespace {
+template <typename T>
+T* as_ptr(uintptr_t address) {
+  return reinterpret_cast<T*>(address);
+}
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "latentops native kernels (CPU C++ and, when built with it, CUDA)";
+#ifdef LATENTOPS_WITH_CUDA
+  m.attr("has_cuda") = true;
+#else
+  m.attr("has_cuda") = false;
+#endif
+
+  m.def(
+      "nearest_centroid_cpu",
+      [](uintptr_t z, uintptr_t codebook, int64_t n, int64_t k, int64_t d, uintptr_t indices,
+         uintptr_t sq_dist) {
+        py::gil_scoped_release release;
+        latentops::nearest_centroid_cpu(as_ptr<const float>(z), as_ptr<const float>(codebook), n,
+                                        k, d, as_ptr<int64_t>(indices), as_ptr<float>(sq_dist));
+      },
+      py::arg("z"), py::arg("codebook"), py::arg("n"), py::arg("k"), py::arg("d"),
+      py::arg("indices"), py::arg("sq_dist"));
+
+#ifdef LATENTOPS_WITH_CUDA
+  m.def("nearest_centroid_cuda_workspace_bytes", &latentops::nearest_centroid_cuda_workspace_bytes,
+        py::arg("n"), py::arg("k"), py::arg("d"));
+  m.def(
+      "nearest_centroid_cuda",
+      [](uintptr_t z, uintptr_t codebook, int64_t n, int64_t k, int64_t d, int dtype, bool exact,
+         uintptr_t indices, uintptr_t sq_dist, uintptr_t workspace, uintptr_t stream) {
+        latentops::nearest_centroid_cuda(as_ptr<const void>(z), as_ptr<const void>(codebook), n, k,
+                                         d, static_cast<DType>(dtype), exact,
+                                         as_ptr<int64_t>(indices), as_ptr<float>(sq_dist),
+                                         as_ptr<void>(workspace), as_ptr<void>(stream));
+      },
+      py::arg("z"), py::arg("codebook"), py::arg("n"), py::arg("k"), py::arg("d"),
+      py::arg("dtype"), py::arg("exact"), py::arg("indices"), py::arg("sq_dist"),
+      py::arg("workspace"), py::arg("stream"));
+#endif
+}
