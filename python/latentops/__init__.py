@@ -1,0 +1,12 @@
+"""latentops: fast latent-space regularizers and weight compression for PyTorch.
+
+Every op has a hand-written CUDA kernel, a Triton kernel, a C++ CPU kernel and a pure-torch
+reference, registered as torch custom ops (torch.compile and autograd work through them).
+"""
+
+from latentops._backend import BACKEND_NAMES, backends, use_backend
+from latentops.ops import nearest_centroid
+
+__version__ = "0.1.0"
+
+__all__ = ["BACKEND_NAMES", "backends", "use_backend", "nearest_centroid"]

@@ -1,0 +1,36 @@
+"""Shared test setup. Without a GPU the Triton kernels run under the Triton interpreter, which must be
+switched on before triton is first imported (latentops imports it)."""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import latentops  # noqa: E402  (after TRITON_INTERPRET)
+
+CUDA = torch.cuda.is_available()
+requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+
+
+def backend_params(device: str) -> list:
+    """pytest params of every backend for `device`; a backend that did not load here is a skip
+    (CUDA backends carry the cuda mark so `-m cuda` selects them on the GPU machine)."""
+    present = latentops._backend.available_on(torch.device(device)) if device == "cpu" or CUDA else []
+    wanted = ("cuda", "triton", "torch") if device == "cuda" else ("cpu", "triton", "torch")
+    marks = [pytest.mark.cuda] if device == "cuda" else []
+    return [
+        pytest.param(name, id=f"{device}-{name}", marks=marks + (
+            [] if name in present else [pytest.mark.skip(reason=f"{name} backend not available on {device}")]))
+        for name in wanted
+    ]
+
+
+@pytest.fixture
+def gen():
+    """A fresh generator per test: new random inputs each run, reproducible from the printed seed."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed={seed}")
+    return torch.Generator().manual_seed(seed)

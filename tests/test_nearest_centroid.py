@@ -1,0 +1,244 @@
+"""latentops.nearest_centroid on every backend against the float64 reference."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import CUDA, backend_params, requires_cuda
+
+import latentops
+from latentops.reference import nearest_centroid as reference
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+BACKENDS = [*backend_params("cpu"), *backend_params("cuda")]
+# (N, K, D): odd sizes, none a multiple of a block; the Triton interpreter gets the small ones.
+SHAPES = [(1, 1, 1), (37, 5, 3), (130, 1000, 17), (1031, 17, 130), (3, 1000, 1)]
+SMALL_SHAPES = [(1, 1, 1), (37, 5, 3), (19, 40, 17), (7, 5, 130)]
+
+
+def _device(backend):
+    return "cuda" if backend == "cuda" or (backend == "triton" and CUDA) else "cpu"
+
+
+def _shapes(backend):
+    return SMALL_SHAPES if backend == "triton" and not CUDA else SHAPES
+
+
+def _random(gen, n, k, d, dtype, device, offset=0.0):
+    z = torch.randn(n, d, generator=gen) + offset
+    c = torch.randn(k, d, generator=gen) + offset
+    return z.to(device=device, dtype=dtype), c.to(device=device, dtype=dtype)
+
+
+def check_result(z, c, indices, sq_dist, precision="exact"):
+    """The chosen centroid is a nearest one (float64, up to 1e-5 relative for "exact"), and sq_dist
+    is its float64 distance up to fp32 rounding."""
+    z64, c64 = z.double().cpu().reshape(-1, z.shape[-1]), c.double().cpu()
+    idx = indices.cpu().reshape(-1)
+    assert idx.dtype == torch.int64 and ((idx >= 0) & (idx < c.shape[0])).all()
+    dist = torch.cdist(z64, c64).square() if z64.numel() else torch.zeros(0, c.shape[0])
+    chosen = dist.gather(1, idx[:, None]).squeeze(1)
+    best = dist.min(1).values if dist.numel() else chosen
+    scale = z64.square().sum(1) + c64.square().sum(1).max()
+    rel = 1e-5 if precision == "exact" else 2e-2
+    assert (chosen <= best * (1 + rel) + 1e-9 * scale).all(), (chosen - best).max()
+    direct = (z64 - c64[idx]).square().sum(1)
+    assert sq_dist.dtype == torch.float32
+    torch.testing.assert_close(sq_dist.cpu().double().reshape(-1), direct, rtol=1e-5, atol=1e-7 * scale.max().item() if len(scale) else 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_matches_reference(backend, dtype, precision, gen):
+    if backend == "triton" and not CUDA and dtype == torch.bfloat16:
+        pytest.skip("no bf16 math under the Triton interpreter")
+    device = _device(backend)
+    for n, k, d in _shapes(backend):
+        z, c = _random(gen, n, k, d, dtype, device)
+        indices, sq_dist = latentops.nearest_centroid(z, c, precision=precision, backend=backend)
+        assert indices.shape == (n,) and sq_dist.shape == (n,)
+        assert indices.device == z.device
+        check_result(z, c, indices, sq_dist, precision)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cancellation_prone_inputs_stay_exact(backend, gen):
+    """Points and centroids far from the origin: ‖c‖² − 2z·c in fp32 loses the digits that decide."""
+    device = _device(backend)
+    z, c = _random(gen, 67, 41, 17, torch.float32, device, offset=1000.0)
+    check_result(z, c, *latentops.nearest_centroid(z, c, backend=backend))
+    # Near-ties: centroids clustered far tighter than fp32 tensor-core error around each point.
+    base = torch.randn(5, 33, generator=gen) * 10
+    c = (base.repeat(30, 1) + 1e-3 * torch.randn(150, 33, generator=gen)).to(device)
+    z = (base.repeat(20, 1) + 1e-3 * torch.randn(100, 33, generator=gen)).to(device)
+    check_result(z, c, *latentops.nearest_centroid(z, c, backend=backend))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_go_to_lowest_index(backend, gen):
+    device = _device(backend)
+    z, c = _random(gen, 29, 7, 5, torch.float32, device)
+    indices, _ = latentops.nearest_centroid(z, torch.cat([c, c, c]), backend=backend)
+    assert (indices < 7).all()
+    # Every centroid equidistant from z = 0: the first one wins.
+    ring = torch.eye(6, device=device)
+    indices, sq_dist = latentops.nearest_centroid(torch.zeros(3, 6, device=device), ring, backend=backend)
+    assert indices.tolist() == [0, 0, 0] and sq_dist.tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_policy(backend, gen):
+    device = _device(backend)
+    z, c = _random(gen, 4, 6, 3, torch.float32, device)
+    z[1, 2] = float("nan")
+    c[2] = float("nan")
+    indices, sq_dist = latentops.nearest_centroid(z, c, backend=backend)
+    assert indices[1].item() == 0 and sq_dist[1].isnan()
+    keep = torch.tensor([0, 2, 3])
+    assert (indices[keep] != 2).all() and sq_dist[keep].isfinite().all()
+    ok = torch.cat([c[:2], c[3:]])
+    check_result(z[keep], ok, *latentops.nearest_centroid(z[keep], ok, backend=backend))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shapes_empty_leading_and_noncontiguous(backend, gen):
+    device = _device(backend)
+    c = torch.randn(9, 6, generator=gen).to(device)
+    for lead in [(0,), (2, 0), (0, 3)]:
+        indices, sq_dist = latentops.nearest_centroid(torch.empty(*lead, 6, device=device), c, backend=backend)
+        assert indices.shape == lead and sq_dist.shape == lead and indices.dtype == torch.int64
+    z = torch.randn(2, 3, 5, 6, generator=gen).to(device)
+    indices, sq_dist = latentops.nearest_centroid(z, c, backend=backend)
+    assert indices.shape == (2, 3, 5)
+    check_result(z, c, indices, sq_dist)
+    z_t = torch.randn(6, 11, generator=gen).to(device).T  # (11, 6), stride (1, 11)
+    c_strided = torch.randn(9, 12, generator=gen).to(device)[:, ::2]
+    check_result(z_t, c_strided, *latentops.nearest_centroid(z_t, c_strided, backend=backend))
+
+
+def test_backends_agree_on_indices(gen):
+    z, c = _random(gen, 500, 300, 24, torch.float32, "cpu")
+    expected = reference.nearest_centroid(z, c)[0]
+    for backend in latentops._backend.available_on(torch.device("cpu")):
+        assert torch.equal(latentops.nearest_centroid(z, c, backend=backend)[0], expected), backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sq_dist_gradients(backend, gen):
+    device = _device(backend)
+    z, c = _random(gen, 23, 7, 5, torch.float32, device)
+    z.requires_grad_(True)
+    c.requires_grad_(True)
+    weight = torch.randn(23, generator=gen).to(device)
+    indices, sq_dist = latentops.nearest_centroid(z, c, backend=backend)
+    (sq_dist * weight).sum().backward()
+    z_ref, c_ref = z.detach().clone().requires_grad_(True), c.detach().clone().requires_grad_(True)
+    ((z_ref - c_ref[indices]).square().sum(1) * weight).sum().backward()
+    torch.testing.assert_close(z.grad, z_ref.grad)
+    torch.testing.assert_close(c.grad, c_ref.grad)
+    assert not indices.requires_grad
+
+
+def test_gradcheck_float64(gen):
+    z = torch.randn(6, 3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    c = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z, c: latentops.nearest_centroid(z, c)[1], (z, c))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck(backend, gen):
+    device = _device(backend)
+    z, c = _random(gen, 13, 6, 5, torch.float32, device)
+    for args in [(z, c, True, backend), (z.requires_grad_(True), c.requires_grad_(True), False, backend)]:
+        torch.library.opcheck(torch.ops.latentops.nearest_centroid, args)
+    if backend == "torch":
+        torch.library.opcheck(torch.ops.latentops.nearest_centroid, (z.double(), c.double(), True, backend))
+
+
+def test_torch_compile_fullgraph(gen):
+    z, c = _random(gen, 33, 10, 8, torch.float32, "cpu")
+    c.requires_grad_(True)
+
+    def commitment(z, c):
+        indices, sq_dist = latentops.nearest_centroid(z * 2.0, c)
+        return indices, sq_dist.mean()
+
+    compiled = torch.compile(commitment, fullgraph=True)
+    indices, loss = compiled(z, c)
+    expected_indices, expected_loss = commitment(z, c)
+    assert torch.equal(indices, expected_indices)
+    torch.testing.assert_close(loss, expected_loss)
+    loss.backward()
+    assert c.grad is not None and c.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "z, codebook, kwargs, error, match",
+    [
+        (torch.randn(4, 3), torch.randn(5, 2), {}, ValueError, r"D = 2.*\(4, 3\).*\(5, 2\)"),
+        (torch.randn(4, 3), torch.randn(3), {}, ValueError, r"codebook must be 2-D.*\(3,\)"),
+        (torch.randn(4, 3), torch.randn(2, 5, 3), {}, ValueError, r"codebook must be 2-D"),
+        (torch.randn(4, 3), torch.randn(0, 3), {}, ValueError, r"at least one row.*\(0, 3\)"),
+        (torch.randn(4, 0), torch.randn(2, 0), {}, ValueError, r"D = 0"),
+        (torch.ones(4, 3, dtype=torch.int64), torch.randn(2, 3), {}, TypeError, r"z must be float"),
+        (torch.randn(4, 3), torch.ones(2, 3, dtype=torch.int32), {}, TypeError, r"codebook must be float"),
+        (torch.randn(4, 3), torch.randn(2, 3, device="meta"), {}, ValueError, r"z on cpu, codebook on meta"),
+        (torch.randn(4, 3), torch.randn(2, 3), {"precision": "tf32"}, ValueError, r"precision must be one of"),
+        (torch.randn(4, 3), torch.randn(2, 3), {"backend": "cuda2"}, ValueError, r"unknown backend 'cuda2'"),
+        ([[1.0, 2.0]], torch.randn(2, 2), {}, TypeError, r"z must be a torch.Tensor, got list"),
+        (torch.tensor(1.0), torch.randn(2, 1), {}, ValueError, r"z must have at least one dimension"),
+    ],
+)
+def test_bad_input_raises_clear_errors(z, codebook, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        latentops.nearest_centroid(z, codebook, **kwargs)
+
+
+def test_unavailable_backend_is_a_clear_error():
+    if CUDA:
+        pytest.skip("cuda is available here")
+    with pytest.raises(ValueError, match=r"backend 'cuda' cannot run on cpu tensors"):
+        latentops.nearest_centroid(torch.randn(2, 3), torch.randn(4, 3), backend="cuda")
+
+
+def test_use_backend_context_and_env(gen):
+    z, c = _random(gen, 5, 4, 3, torch.float32, "cpu")
+    with latentops.use_backend("torch"):
+        assert latentops._backend.resolve(None, z.device) == "torch"
+        with latentops.use_backend(None):
+            assert latentops._backend.resolve(None, z.device) == latentops._backend.available_on(z.device)[0]
+        latentops.nearest_centroid(z, c)
+    with pytest.raises(ValueError, match="use_backend: unknown backend 'gpu'"):
+        with latentops.use_backend("gpu"):
+            pass
+    code = "import latentops, torch; print(latentops._backend.resolve(None, torch.device('cpu')))"
+    out = subprocess.run([sys.executable, "-c", code], env={"LATENTOPS_BACKEND": "torch", "PATH": ""},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "torch"
+
+
+def test_import_without_extension_warns_and_falls_back():
+    code = ("import sys, warnings; sys.modules['latentops._C'] = None\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always'); import latentops, torch\n"
+            "print(latentops.backends()); print(len([x for x in w if 'compiled extension' in str(x.message)]))\n"
+            "print(latentops.nearest_centroid(torch.zeros(1, 2), torch.ones(3, 2))[0].tolist())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.split("\n")
+    assert "'cpu'" not in lines[0] and "'torch'" in lines[0]
+    assert lines[1] == "1" and lines[2] == "[0]"
+    if CUDA:
+        assert "'cuda'" not in lines[0]
+
+
+@requires_cuda
+@pytest.mark.cuda
+def test_cuda_large_against_reference(gen):
+    for dtype in DTYPES:
+        z, c = _random(gen, 20011, 4099, 64, dtype, "cuda")
+        for backend in ["cuda", "triton"]:
+            for precision in ["exact", "fast"]:
+                indices, sq_dist = latentops.nearest_centroid(z, c, precision=precision, backend=backend)
+                check_result(z[:2000], c, indices[:2000], sq_dist[:2000], precision)
