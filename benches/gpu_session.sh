@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build with CUDA, run the whole test suite (CUDA tests included, Triton on
+# the GPU), then the benchmark table. Logs and the table go to $OUT (or ./gpu-out).
+#   bash benches/gpu_session.sh        (peers such as vector-quantize-pytorch: wheels in .wheels/)
+set -uo pipefail
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+if ls .wheels/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .wheels/*.whl && export PYTHONPATH=/tmp/site
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
+start=$(date +%s)
+LATENTOPS_CUDA=ON LATENTOPS_CUDA_ARCHS=${LATENTOPS_CUDA_ARCHS:-90} \
+  python3 -m pip install -q --no-build-isolation --no-deps . 2>&1 | tail -20 | tee "$OUT/build.log"
+echo "build: $(( $(date +%s) - start )) s" | tee -a "$OUT/build.log"
+python3 -m pytest -q -x -p no:cacheprovider tests 2>&1 | tee "$OUT/tests.log" | tail -30
+PYTHONUNBUFFERED=1 python3 benches/run.py --out "$OUT/bench.md" 2>&1 | tee "$OUT/bench.log" | tail -60
