@@ -13,5 +13,5 @@ start=$(date +%s)
 LATENTOPS_CUDA=ON LATENTOPS_CUDA_ARCHS=${LATENTOPS_CUDA_ARCHS:-90} \
   python3 -m pip install -q --no-build-isolation --no-deps . 2>&1 | tail -20 | tee "$OUT/build.log"
 echo "build: $(( $(date +%s) - start )) s" | tee -a "$OUT/build.log"
-python3 -m pytest -q -x -p no:cacheprovider tests 2>&1 | tee "$OUT/tests.log" | tail -30
-PYTHONUNBUFFERED=1 python3 benches/run.py --out "$OUT/bench.md" 2>&1 | tee "$OUT/bench.log" | tail -60
+timeout ${TEST_TIMEOUT:-900} python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests} 2>&1 | tee "$OUT/tests.log" | tail -30
+PYTHONUNBUFFERED=1 timeout ${BENCH_TIMEOUT:-900} python3 benches/run.py --out "$OUT/bench.md" 2>&1 | tee "$OUT/bench.log" | tail -60

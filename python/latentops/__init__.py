@@ -4,9 +4,12 @@ Every op has a hand-written CUDA kernel, a Triton kernel, a C++ CPU kernel and a
 reference, registered as torch custom ops (torch.compile and autograd work through them).
 """
 
+from latentops import nn
 from latentops._backend import BACKEND_NAMES, backends, use_backend
+from latentops.kmeans import KMeansResult, kmeans
 from latentops.ops import nearest_centroid
 
 __version__ = "0.1.0"
 
-__all__ = ["BACKEND_NAMES", "backends", "use_backend", "nearest_centroid"]
+__all__ = ["BACKEND_NAMES", "KMeansResult", "backends", "kmeans", "nearest_centroid", "nn",
+           "use_backend"]

@@ -50,24 +50,29 @@ def nearest_centroid(z: torch.Tensor, codebook: torch.Tensor, *, precision: str 
     dtype = torch.promote_types(z.dtype, codebook.dtype)
     chosen = "torch" if dtype == torch.float64 else _backend.resolve(backend, device)
     lead = z.shape[:-1]
-    indices, sq_dist = torch.ops.latentops.nearest_centroid(
+    sq_dist, indices = torch.ops.latentops.nearest_centroid(
         z.reshape(-1, d).to(dtype), codebook.to(dtype), precision == "exact", chosen)
     return indices.reshape(lead), sq_dist.reshape(lead)
 
 
+# The op returns (sq_dist, indices): float output first, which torch.library.opcheck's gradient
+# checks need (they sum the outputs in order).
 @torch.library.custom_op("latentops::nearest_centroid", mutates_args=())
 def _nearest_centroid(z: torch.Tensor, codebook: torch.Tensor, exact: bool,
                       backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     z, codebook = z.contiguous(), codebook.contiguous()
     if z.shape[0] == 0:
-        return _empty_outputs(z)
-    if backend == "cuda":
-        return _run_cuda(z, codebook, exact)
-    if backend == "triton":
-        return _backend.triton_kernels.nearest_centroid.nearest_centroid_forward(z, codebook, exact)
-    if backend == "cpu":
-        return _run_cpu(z.float(), codebook.float())
-    return reference.nearest_centroid(z, codebook)
+        indices, sq_dist = _empty_outputs(z)
+    elif backend == "cuda":
+        indices, sq_dist = _run_cuda(z, codebook, exact)
+    elif backend == "triton":
+        indices, sq_dist = _backend.triton_kernels.nearest_centroid.nearest_centroid_forward(
+            z, codebook, exact)
+    elif backend == "cpu":
+        indices, sq_dist = _run_cpu(z.float(), codebook.float())
+    else:
+        indices, sq_dist = reference.nearest_centroid(z, codebook)
+    return sq_dist, indices
 
 
 def _out_dtype(z: torch.Tensor) -> torch.dtype:
@@ -81,7 +86,8 @@ def _empty_outputs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @_nearest_centroid.register_fake
 def _(z, codebook, exact, backend):
-    return _empty_outputs(z)
+    indices, sq_dist = _empty_outputs(z)
+    return sq_dist, indices
 
 
 def _run_cpu(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,10 +114,11 @@ def _run_cuda(z: torch.Tensor, codebook: torch.Tensor, exact: bool):
 
 def _setup_context(ctx, inputs, output):
     z, codebook, _, _ = inputs
-    ctx.save_for_backward(z, codebook, output[0])
+    ctx.save_for_backward(z, codebook, output[1])
+    ctx.mark_non_differentiable(output[1])
 
 
-def _backward(ctx, grad_indices, grad_sq_dist):
+def _backward(ctx, grad_sq_dist, grad_indices):
     # d/dz Σ(z − c_i)² = 2(z − c_i); d/dc_k = −Σ_{n: i_n = k} 2(z_n − c_k).
     z, codebook, indices = ctx.saved_tensors
     acc = _out_dtype(z)

@@ -1,7 +1,7 @@
 """Reference nearest-centroid search.
 
 The expanded form ‖c‖² − 2 z·c is evaluated in float64, so the chosen index is the true nearest
-centroid (ties to the lowest index) even where float32 would cancel; rows are processed in chunks so
+centroid (ties to the lowest index, up to float64 rounding) even where float32 would cancel; rows are processed in chunks so
 memory stays O(chunk · K), never O(N · K).
 """
 
@@ -30,5 +30,9 @@ def nearest_centroid(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Ten
         z64 = z[start : start + rows].to(torch.float64)
         dist = c_sq - 2.0 * (z64 @ c64.T)
         dist = torch.where(dist.isnan(), torch.inf, dist)
-        indices[start : start + rows] = dist.argmin(1)
+        # BLAS may round equal columns differently (edge tiles), so exact ties can differ in the last
+        # bits: take the lowest index within float64 rounding of the minimum.
+        slack = 1e-12 * (z64.square().sum(1, keepdim=True) + c_sq.max())
+        near = dist <= dist.min(1, keepdim=True).values + slack
+        indices[start : start + rows] = near.to(torch.uint8).argmax(1)
     return indices, squared_distance(z, codebook[indices])

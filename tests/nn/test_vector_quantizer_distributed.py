@@ -1,0 +1,120 @@
+"""Two gloo processes train a VectorQuantizer on different data; their codebooks must agree, and the
+synced statistics must equal one process's on the concatenated batch."""
+
+import datetime
+import os
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from latentops.nn import VectorQuantizer
+
+WORLD = 2
+DIM, CODES = 3, 12
+TIMEOUT_S = 45
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="needs torch.distributed with gloo")
+
+
+def _batch(rank: int, step: int, shift: float = 0.0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1000 * step + rank)
+    rows = 37 + 6 * rank  # ranks hold different numbers of vectors
+    return torch.randn(rows, DIM, generator=generator) + rank + shift
+
+
+def _make(scenario: str) -> VectorQuantizer:
+    torch.manual_seed(0)
+    if scenario == "ema":
+        return VectorQuantizer(DIM, CODES, ema_decay=0.8)
+    if scenario == "kmeans":
+        return VectorQuantizer(DIM, CODES, ema_decay=None, kmeans_init=True)
+    return VectorQuantizer(DIM, CODES, ema_decay=0.5, kmeans_init=True, dead_code_threshold=2.0)
+
+
+def _batches(scenario: str, rank: int) -> list[torch.Tensor]:
+    if scenario == "dead":  # later batches move away: most codes fall out of use and get replaced
+        return [_batch(rank, 0)] + [_batch(rank, s, shift=8.0) for s in (1, 2, 3)]
+    return [_batch(rank, s) for s in range(3)]
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=WORLD, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    try:
+        results = {}
+        for scenario in ("ema", "kmeans", "dead"):
+            vq = _make(scenario)
+            torch.manual_seed(100 + rank)  # different random streams per rank
+            if rank == 0:
+                torch.manual_seed(7)  # the stream the k-means seed is drawn from
+            for z in _batches(scenario, rank):
+                vq(z)
+            results[scenario] = {k: v.detach().clone() for k, v in vq.state_dict().items()}
+            results[scenario]["last_batch"] = z
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def _run_ranks(tmp_path) -> list[dict]:
+    context = mp.start_processes(_worker, args=(str(tmp_path / "init"), str(tmp_path)),
+                                 nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while not context.join(timeout=1):
+            if time.monotonic() > deadline:
+                pytest.fail("distributed workers did not finish in time")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def rank_results(tmp_path_factory):
+    return _run_ranks(tmp_path_factory.mktemp("dist"))
+
+
+def _single_process(scenario: str) -> VectorQuantizer:
+    vq = _make(scenario)
+    torch.manual_seed(7)
+    per_rank = [_batches(scenario, r) for r in range(WORLD)]
+    for step in range(len(per_rank[0])):
+        vq(torch.cat([batches[step] for batches in per_rank]))
+    return vq
+
+
+@pytest.mark.parametrize("scenario", ["ema", "kmeans", "dead"])
+def test_ranks_hold_identical_codebooks(rank_results, scenario):
+    a, b = (results[scenario] for results in rank_results)
+    assert not torch.equal(a["last_batch"], b["last_batch"])
+    for name in ("codebook", "cluster_size", "initted"):
+        assert torch.equal(a[name], b[name]), name
+    if "embed_avg" in a:
+        assert torch.equal(a["embed_avg"], b["embed_avg"])
+
+
+@pytest.mark.parametrize("scenario", ["ema", "kmeans"])
+def test_synced_state_equals_one_process_on_the_concatenated_batch(rank_results, scenario):
+    single = _single_process(scenario).state_dict()
+    synced = rank_results[0][scenario]
+    for name, tensor in single.items():
+        torch.testing.assert_close(synced[name], tensor, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_dead_codes_are_replaced_from_rank_zero(rank_results):
+    state = rank_results[0]["dead"]
+    assert bool(state["initted"])
+    codebook = state["codebook"]
+    from_rank0 = (codebook.unsqueeze(1) == rank_results[0]["dead"]["last_batch"]).all(-1).any(1)
+    from_rank1 = (codebook.unsqueeze(1) == rank_results[1]["dead"]["last_batch"]).all(-1).any(1)
+    assert from_rank0.sum() > 0  # replacements happened in the last step
+    assert from_rank1.sum() == 0  # and came from rank 0's batch on both ranks
