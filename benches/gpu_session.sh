@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One call on the GPU machine: build with CUDA, run the whole test suite (CUDA tests included, Triton on
-# the GPU), then the benchmark table. Logs and the table go to $OUT (or ./gpu-out).
+# One call on the GPU machine: build with CUDA, the benchmark table, then the test suite (CUDA tests
+# included, Triton on the GPU). Logs and the table go to $OUT (or ./gpu-out).
 #   bash benches/gpu_session.sh        (peers such as vector-quantize-pytorch: wheels in .wheels/)
 set -uo pipefail
 OUT=${OUT:-gpu-out}
@@ -13,5 +13,5 @@ start=$(date +%s)
 LATENTOPS_CUDA=ON LATENTOPS_CUDA_ARCHS=${LATENTOPS_CUDA_ARCHS:-90} \
   python3 -m pip install -q --no-build-isolation --no-deps . 2>&1 | tail -20 | tee "$OUT/build.log"
 echo "build: $(( $(date +%s) - start )) s" | tee -a "$OUT/build.log"
-timeout ${TEST_TIMEOUT:-900} python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests} 2>&1 | tee "$OUT/tests.log" | tail -30
 PYTHONUNBUFFERED=1 timeout ${BENCH_TIMEOUT:-900} python3 benches/run.py --out "$OUT/bench.md" 2>&1 | tee "$OUT/bench.log" | tail -60
+timeout ${TEST_TIMEOUT:-900} python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests} 2>&1 | tee "$OUT/tests.log" | tail -30
