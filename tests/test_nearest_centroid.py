@@ -41,8 +41,9 @@ def check_result(z, c, indices, sq_dist, precision="exact"):
     chosen = dist.gather(1, idx[:, None]).squeeze(1)
     best = dist.min(1).values if dist.numel() else chosen
     scale = z64.square().sum(1) + c64.square().sum(1).max()
-    rel = 1e-5 if precision == "exact" else 2e-2
-    assert (chosen <= best * (1 + rel) + 1e-9 * scale).all(), (chosen - best).max()
+    # "fast" lets tf32/bf16 decide: their error scales with ‖z‖·‖c‖, not with the distance.
+    slack = 1e-5 * best + 1e-9 * scale if precision == "exact" else 4e-3 * scale
+    assert (chosen <= best + slack).all(), (chosen - best).max()
     direct = (z64 - c64[idx]).square().sum(1)
     assert sq_dist.dtype == torch.float32
     torch.testing.assert_close(sq_dist.cpu().double().reshape(-1), direct, rtol=1e-5, atol=1e-7 * scale.max().item() if len(scale) else 0)
