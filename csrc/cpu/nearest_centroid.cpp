@@ -11,18 +11,22 @@
 // best / second-best / argmin that lives lane-wise (one lane per row), so no horizontal reductions.
 //
 // Exactness: per row the fp32 scores carry an error of at most E (a rigorous bound from ‖z'‖,
-// max‖c'‖ and d, with a safety factor). A row whose best and second-best scores are more than the
-// bound apart is decided; otherwise every centroid whose fp32 score is within the bound of the best
-// is rescored with the direct distance Σ(z − c)² in float64, ties to the lowest index. Rows with
-// non-finite or huge values go straight to the direct float64 scan over all centroids (NaN distances
-// are never chosen over numbers; an all-NaN row gets index 0). The returned distance is always the
-// direct Σ(z − c)² of the chosen centroid (accumulated in float64, rounded to float32).
+// max‖c'‖, the chunk length and count, plus subnormal spacing, times a safety factor 2; each d-chunk
+// is summed from zero so E grows with the chunk length, not with d). A row whose best and
+// second-best scores are more than the bound apart is decided; otherwise every centroid whose fp32
+// score is within the bound of the best is rescored with the direct distance Σ(z − c)² in float64,
+// ties to the lowest index. Rows with non-finite or huge values go straight to the direct float64
+// scan over all centroids (NaN distances are never chosen over numbers; an all-NaN row gets
+// index 0). The returned distance is the direct fp32 Σ(z − c)² of the chosen centroid.
 //
-// Exact duplicate codebook rows are dropped from the fast path (the first copy wins any tie), so a
-// codebook with repeated rows does not turn every row into a near-tie.
+// Exact duplicate codebook rows are dropped from the fast path when n is large enough to pay for
+// the sort (the first copy wins any tie), so repeated rows do not turn every row into a near-tie.
+// Batches smaller than one panel skip the packing and scan the codebook with direct fp32
+// distances (same best / second-best test, with a relative bound); k = 1 needs no search.
 //
-// Memory: the packed codebook (k·d floats, the size of the input codebook), O(k) side arrays, and
-// per-thread tiles (a block of packed z rows, plus a score tile when d is split into chunks).
+// Memory: the packed codebook (k·d floats, the size of the input codebook), O(k) side arrays,
+// O(n · threads) merge state for small n only, and per-thread tiles (a block of packed z rows,
+// plus a score tile when d is split into chunks). Never n·k.
 #include "latentops/nearest_centroid.h"
 
 #include <algorithm>
