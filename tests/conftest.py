@@ -21,9 +21,11 @@ def backend_params(device: str) -> list:
     present = latentops._backend.available_on(torch.device(device)) if device == "cpu" or CUDA else []
     wanted = ("cuda", "triton", "torch") if device == "cuda" else ("cpu", "triton", "torch")
     marks = [pytest.mark.cuda] if device == "cuda" else []
+    reason = "needs a CUDA GPU" if device == "cuda" and not CUDA else None
     return [
         pytest.param(name, id=f"{device}-{name}", marks=marks + (
-            [] if name in present else [pytest.mark.skip(reason=f"{name} backend not available on {device}")]))
+            [] if name in present else
+            [pytest.mark.skip(reason=reason or f"{name} backend not available on {device}")]))
         for name in wanted
     ]
 

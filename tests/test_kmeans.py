@@ -67,6 +67,20 @@ def test_blobs_recovered():
     assert sklearn_metrics.adjusted_rand_score(y, result.labels.numpy()) == 1.0
 
 
+def test_subsampled_training_labels_every_point():
+    x, _ = sklearn_datasets.make_blobs(n_samples=5003, centers=9, n_features=6, cluster_std=0.7,
+                                       random_state=5)
+    x = torch.tensor(x, dtype=torch.float32)
+    full = kmeans(x, 9, n_init=3, seed=2)
+    sampled = kmeans(x, 9, n_init=3, seed=2, max_points_per_centroid=40)  # 360 of 5003 points
+    assert sampled.labels.shape == (5003,)
+    assert torch.equal(sampled.labels, torch.cdist(x.double(), sampled.centroids.double()).argmin(1))
+    assert sampled.inertia == pytest.approx(_inertia64(x, sampled.centroids, sampled.labels), rel=1e-5)
+    assert sampled.inertia <= 1.06 * full.inertia  # centroids from ~40 points each: ~1/40 worse
+    # No subsampling when N ≤ k · max_points_per_centroid.
+    assert kmeans(x, 9, seed=2, max_points_per_centroid=1000).inertia == kmeans(x, 9, seed=2).inertia
+
+
 @pytest.mark.parametrize("init", ["k-means++", "random"])
 def test_deterministic_for_a_seed(init):
     x = torch.randn(517, 9)
@@ -199,6 +213,7 @@ def test_backend_is_passed_through():
     (dict(n_init=0), ValueError, "n_init"),
     (dict(tol=-1.0), ValueError, "tol"),
     (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(max_points_per_centroid=0), ValueError, "max_points_per_centroid"),
     (dict(init="kmeans"), ValueError, "init"),
     (dict(init=3), TypeError, "init"),
     (dict(init=torch.randn(3, 2)), ValueError, "init"),

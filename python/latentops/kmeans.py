@@ -36,7 +36,7 @@ class KMeansResult(NamedTuple):
 def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, n_init: int = 1,
            init: str | torch.Tensor = "k-means++", tol: float = 1e-4, seed: int = 0,
            backend: str | None = None, batch_size: int | None = None,
-           verbose: bool = False) -> KMeansResult:
+           max_points_per_centroid: int | None = None, verbose: bool = False) -> KMeansResult:
     """Cluster the rows of x into k clusters with Lloyd's algorithm.
 
     Args:
@@ -60,6 +60,9 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, n_init: int = 1,
             for a seed on a given device and backend.
         backend: passed to latentops.nearest_centroid (None: the fastest for x's device).
         batch_size: points per assignment call; None keeps each batch's temporaries under 256 MiB.
+        max_points_per_centroid: if set and N > k · this, train on a random subsample of that many
+            points (FAISS's Kmeans does this with 256 by default), then assign every point once to
+            the trained centroids for the returned labels and inertia. None trains on all points.
         verbose: show a tqdm progress bar over the iterations with the inertia.
 
     Returns:
@@ -71,6 +74,11 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, n_init: int = 1,
     (the inertia, for `tol` and empty-cluster checks); none per batch.
     """
     _check_args(x, k, iters, n_init, init, tol, batch_size)
+    if max_points_per_centroid is not None and (
+            isinstance(max_points_per_centroid, bool) or not isinstance(max_points_per_centroid, int)
+            or max_points_per_centroid < 1):
+        raise ValueError(f"max_points_per_centroid must be None or an int ≥ 1, "
+                         f"got {max_points_per_centroid!r}")
     n, d = x.shape
     if batch_size is None:
         batch_size = max(1, _BATCH_BYTES // (4 * d + 16))
@@ -79,7 +87,10 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, n_init: int = 1,
     runs = 1 if isinstance(init, torch.Tensor) else n_init
     best: KMeansResult | None = None
     with torch.no_grad():
-        x = x.detach()
+        x = everything = x.detach()
+        if max_points_per_centroid is not None and n > k * max_points_per_centroid:
+            rows = torch.randperm(n, generator=generator)[:k * max_points_per_centroid]
+            x, n = x[rows.to(x.device)], k * max_points_per_centroid
         for run in range(runs):
             if isinstance(init, torch.Tensor):
                 centroids = init.detach().to(device=x.device, dtype=acc).clone()
@@ -93,6 +104,8 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, n_init: int = 1,
                             verbose and (run, runs))
             if best is None or result.inertia < best.inertia:
                 best = result
+        if x is not everything:
+            best = _lloyd(everything, best.centroids, 1, tol, backend, batch_size, acc, False)
     return KMeansResult(best.centroids.to(x.dtype), best.labels, best.inertia)
 
 
