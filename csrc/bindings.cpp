@@ -8,6 +8,16 @@ namespace py = pybind11;
 using latentops::DType;
 
 namespace {
+// The CPU kernels are compiled for x86-64-v3 (AVX2 + FMA); this file is not, so it can say no.
+bool cpu_kernels_supported() {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return true;
+#endif
+}
+
 template <typename T>
 T* as_ptr(uintptr_t address) {
   return reinterpret_cast<T*>(address);
@@ -21,6 +31,7 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("has_cuda") = false;
 #endif
+  m.attr("cpu_supported") = cpu_kernels_supported();
 
   m.def(
       "nearest_centroid_cpu",

@@ -34,6 +34,9 @@ def _load(module: str, what: str) -> ModuleType | None:
 
 
 native: ModuleType | None = _load("latentops._C", "the compiled extension (cpu/cuda backends)")
+if native is not None and not native.cpu_supported:
+    warnings.warn("latentops: this processor lacks AVX2/FMA, which the C++ CPU kernels need; "
+                  "CPU tensors use the torch backend", RuntimeWarning, stacklevel=2)
 triton_kernels: ModuleType | None = (
     _load("latentops.kernels", "the Triton kernels")
     if importlib.util.find_spec("triton") is not None else None
@@ -61,7 +64,7 @@ def backends() -> list[str]:
         names.append("cuda")
     if triton_kernels is not None and (torch.cuda.is_available() or _TRITON_ON_CPU):
         names.append("triton")
-    if native is not None:
+    if native is not None and native.cpu_supported:
         names.append("cpu")
     names.append("torch")
     return names
