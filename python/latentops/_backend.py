@@ -93,17 +93,25 @@ def use_backend(name: str | None):
         _selected.pop()
 
 
-def resolve(backend: str | None, device: torch.device) -> str:
-    """The backend a call on `device` runs on; raises ValueError if the requested one cannot."""
+def resolve(backend: str | None, device: torch.device, *, implemented: tuple = BACKEND_NAMES,
+            op: str = "this op") -> str:
+    """The backend a call of `op` on `device` runs on: the requested one (argument, context, then
+    environment) or the fastest present that has a kernel for `op`; raises ValueError if the
+    requested one cannot run it. A context or environment choice that `op` lacks a kernel for
+    falls back to the automatic choice; an explicit argument does not."""
     requested = backend
     if requested is None and _selected:
         requested = _selected[-1]
     if requested is None:
         requested = _env_backend
-    usable = available_on(device)
+    if requested is not None and backend is None and requested not in implemented:
+        requested = None
+    usable = [name for name in available_on(device) if name in implemented]
     if requested is None:
         return usable[0]
     _check_name(requested, "backend")
+    if requested not in implemented:
+        raise ValueError(f"{op} has no {requested!r} kernel yet; it has {list(implemented)}")
     if requested not in usable:
         raise ValueError(f"backend {requested!r} cannot run on {device.type} tensors here; "
                          f"available for {device.type}: {usable}")

@@ -1,0 +1,128 @@
+"""Reference posterior-mean soft quantization (Wu & Flierl, AAAI 2020).
+
+l_nk = −½·s_nk·‖z_n − c_k‖² + b_k,  p_nk = softmax_k(l_nk),  ẑ_n = Σ_k p_nk c_k.
+
+`s` is given in one of the kernels' layouts (see SoftPrecision in csrc/include/latentops/
+soft_quantize.h): mode 0 (1,) scalar, 1 (N,) per row, 2 (K,) per centroid, 3 (N, K) full.
+Rows are processed in chunks, so memory is O(chunk · K), never O(N · K). Computes in float32
+(float64 for float64 inputs), with z and C centred on the codebook mean so that data far from the
+origin keeps its digits in the expanded ‖z‖² + ‖c‖² − 2 z·c.
+"""
+
+import torch
+
+_CHUNK_ELEMENTS = 1 << 22
+
+SCALAR, PER_ROW, PER_CENTROID, FULL = 0, 1, 2, 3
+
+
+def _acc(z: torch.Tensor) -> torch.dtype:
+    return torch.float64 if z.dtype == torch.float64 else torch.float32
+
+
+def _chunks(n: int, k: int):
+    rows = max(1, _CHUNK_ELEMENTS // max(k, 1))
+    return [(start, min(n, start + rows)) for start in range(0, n, rows)]
+
+
+def _s_rows(s: torch.Tensor, s_mode: int, start: int, stop: int) -> torch.Tensor:
+    """s for rows start:stop, broadcastable to (rows, K)."""
+    if s_mode == SCALAR:
+        return s.reshape(1, 1)
+    if s_mode == PER_ROW:
+        return s[start:stop].unsqueeze(1)
+    if s_mode == PER_CENTROID:
+        return s.unsqueeze(0)
+    return s[start:stop]
+
+
+def _logits(z, c, c_sq, s, s_mode, log_prior, start, stop):
+    zc = z[start:stop]
+    dist = (zc.square().sum(1, keepdim=True) + c_sq - 2.0 * zc @ c.T).clamp_min_(0.0)
+    logits = -0.5 * _s_rows(s, s_mode, start, stop) * dist
+    if log_prior is not None:
+        logits = logits + log_prior
+    return logits, dist
+
+
+def _centred(z, codebook):
+    acc = _acc(z)
+    c = codebook.to(acc)
+    mean = c.mean(0)
+    c = c - mean
+    return z.to(acc) - mean, c, c.square().sum(1)
+
+
+def soft_quantize_forward(z, codebook, s, s_mode, log_prior):
+    """z (N, D), codebook (K, D) -> (ẑ (N, D), lse (N,)) in float32 (float64 for float64 z)."""
+    acc = _acc(z)
+    zc, c, c_sq = _centred(z, codebook)
+    s, log_prior = s.to(acc), None if log_prior is None else log_prior.to(acc)
+    n = z.shape[0]
+    z_hat = torch.empty(n, z.shape[1], dtype=acc, device=z.device)
+    lse = torch.empty(n, dtype=acc, device=z.device)
+    for start, stop in _chunks(n, c.shape[0]):
+        logits, _ = _logits(zc, c, c_sq, s, s_mode, log_prior, start, stop)
+        lse[start:stop] = torch.logsumexp(logits, 1)
+        z_hat[start:stop] = torch.softmax(logits, 1) @ codebook.to(acc)
+    return z_hat, lse
+
+
+def soft_quantize_backward(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, need_grad_s,
+                           need_grad_log_prior):
+    """Gradients of L with dL/dẑ = grad: (grad_z, grad_codebook, grad_s in s's layout or None,
+    grad_log_prior or None), recomputing p = exp(l − lse) chunk by chunk."""
+    acc = _acc(z)
+    zc, c, c_sq = _centred(z, codebook)
+    s, grad, z_hat = s.to(acc), grad.to(acc), z_hat.to(acc)
+    log_prior = None if log_prior is None else log_prior.to(acc)
+    c_raw = codebook.to(acc)
+    grad_z = torch.empty_like(zc)
+    grad_c = torch.zeros_like(c)
+    grad_s = torch.zeros_like(s) if need_grad_s else None
+    grad_b = torch.zeros(c.shape[0], dtype=acc, device=z.device) if need_grad_log_prior else None
+    delta = (grad * z_hat).sum(1, keepdim=True)
+    for start, stop in _chunks(z.shape[0], c.shape[0]):
+        logits, dist = _logits(zc, c, c_sq, s, s_mode, log_prior, start, stop)
+        p = torch.exp(logits - lse[start:stop].to(acc).unsqueeze(1))
+        g = grad[start:stop]
+        a = p * (g @ c_raw.T - delta[start:stop])  # dL/dl
+        a_s = a * _s_rows(s, s_mode, start, stop)
+        # −Σ_k a s (z − c) for z and +Σ_n a s (z − c) for c: shift-invariant, so centred z, c do.
+        grad_z[start:stop] = -(a_s.sum(1, keepdim=True) * zc[start:stop] - a_s @ c)
+        grad_c += p.T @ g + a_s.T @ zc[start:stop] - a_s.sum(0).unsqueeze(1) * c
+        if grad_b is not None:
+            grad_b += a.sum(0)
+        if grad_s is not None:
+            ds = -0.5 * a * dist
+            if s_mode == SCALAR:
+                grad_s += ds.sum()
+            elif s_mode == PER_ROW:
+                grad_s[start:stop] = ds.sum(1)
+            elif s_mode == PER_CENTROID:
+                grad_s += ds.sum(0)
+            else:
+                grad_s[start:stop] = ds
+    return grad_z, grad_c, grad_s, grad_b
+
+
+def soft_assignments(z, codebook, s, s_mode, log_prior):
+    """The (N, K) posterior p itself, for analysis and small problems (differentiable)."""
+    zc, c, c_sq = _centred(z, codebook)
+    acc = _acc(z)
+    logits, _ = _logits(zc, c, c_sq, s.to(acc), s_mode,
+                        None if log_prior is None else log_prior.to(acc), 0, z.shape[0])
+    return torch.softmax(logits, 1)
+
+
+def mean_assignments(z, codebook, s, s_mode, log_prior):
+    """(1/N) Σ_n p_nk, chunk by chunk (for perplexity), without gradients."""
+    with torch.no_grad():
+        zc, c, c_sq = _centred(z, codebook)
+        acc = _acc(z)
+        s, log_prior = s.to(acc), None if log_prior is None else log_prior.to(acc)
+        total = torch.zeros(c.shape[0], dtype=acc, device=z.device)
+        for start, stop in _chunks(z.shape[0], c.shape[0]):
+            logits, _ = _logits(zc, c, c_sq, s, s_mode, log_prior, start, stop)
+            total += torch.softmax(logits, 1).sum(0)
+        return total / max(z.shape[0], 1)

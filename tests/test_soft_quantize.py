@@ -1,0 +1,240 @@
+"""latentops.soft_quantize on every backend against the float64 reference, and SoftVectorQuantizer."""
+
+import pytest
+import torch
+from conftest import CUDA, backend_params
+
+import latentops
+from latentops.nn import SoftVectorQuantizer
+
+BACKENDS = [*backend_params("cpu"), *backend_params("cuda")]
+# (N, K, D): odd sizes; the Triton interpreter gets the small ones.
+SHAPES = [(1, 1, 1), (37, 5, 3), (130, 1000, 17), (1031, 17, 130)]
+SMALL_SHAPES = [(1, 1, 1), (13, 5, 3), (70, 37, 17)]
+PRECISION_SHAPES = ["float", "()", "(N,1)", "(1,K)", "(N,K)"]
+
+
+def _device(backend):
+    return "cuda" if backend == "cuda" or (backend == "triton" and CUDA) else "cpu"
+
+
+def _shapes(backend):
+    return SMALL_SHAPES if backend == "triton" and not CUDA else SHAPES
+
+
+def _precision(kind, n, k, gen, scale=1.0):
+    if kind == "float":
+        return 0.7 * scale
+    shape = {"()": (), "(N,1)": (n, 1), "(1,K)": (1, k), "(N,K)": (n, k)}[kind]
+    return (torch.rand(shape, generator=gen, dtype=torch.float64) + 0.2) * scale
+
+
+def _plain(z, c, s, b):
+    """The formula itself, in float64, with an N×K matrix: the spec for small problems."""
+    logits = -0.5 * torch.as_tensor(s, dtype=torch.float64) * torch.cdist(z, c).square()
+    if b is not None:
+        logits = logits + b
+    return torch.softmax(logits, 1) @ c
+
+
+def _rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", PRECISION_SHAPES)
+@pytest.mark.parametrize("with_prior", [False, True], ids=["no-prior", "prior"])
+def test_forward_and_gradients_match_float64(backend, kind, with_prior, gen):
+    device = _device(backend)
+    for n, k, d in _shapes(backend):
+        z64 = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        c64 = torch.randn(k, d, generator=gen, dtype=torch.float64)
+        s64 = _precision(kind, n, k, gen)
+        b64 = torch.randn(k, generator=gen, dtype=torch.float64) if with_prior else None
+        g64 = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        leaves64 = [t.requires_grad_(True) for t in (z64, c64, s64, b64) if isinstance(t, torch.Tensor)]
+        _plain(z64, c64, s64, b64).backward(g64)
+
+        def to32(t):
+            return t.detach().float().to(device).requires_grad_(True) if isinstance(t, torch.Tensor) else t
+        z, c, s, b = (to32(t) for t in (z64, c64, s64, b64))
+        out = latentops.soft_quantize(z, c, s, b, backend=backend)
+        assert out.shape == (n, d) and out.dtype == torch.float32 and out.device == z.device
+        out.backward(g64.float().to(device))
+        assert _rel(out.cpu(), _plain(z64, c64, s64, b64)) < 2e-5
+        leaves = [t for t in (z, c, s, b) if isinstance(t, torch.Tensor)]
+        for name, mine, ref in zip("zcsb", leaves, leaves64):
+            # A scalar or per-centroid s sums −½·a·‖z − c‖² over rows whose a sums to zero: fp32
+            # cancellation leaves ~1e-4 there, whatever the kernel.
+            tol = 1e-3 if name == "s" and kind in ("()", "(1,K)") else 1e-4
+            assert _rel(mine.grad.cpu(), ref.grad) < tol, (name, n, k, d)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_inputs(backend, dtype, gen):
+    if backend == "triton" and not CUDA and dtype == torch.bfloat16:
+        pytest.skip("no bf16 math under the Triton interpreter")
+    device = _device(backend)
+    z = torch.randn(45, 16, generator=gen).to(device, dtype)
+    c = torch.randn(21, 16, generator=gen).to(device, dtype)
+    out = latentops.soft_quantize(z, c, 0.5, backend=backend)
+    assert out.dtype == dtype
+    ref = _plain(z.cpu().double(), c.cpu().double(), 0.5, None)
+    plain_half = _plain(z.float().cpu(), c.float().cpu(), 0.5, None).to(dtype)  # how far a half path lands
+    assert _rel(out.cpu(), ref) <= 2 * _rel(plain_half, ref) + 1e-2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_limits_and_stability(backend, gen):
+    device = _device(backend)
+    z = (torch.randn(29, 6, generator=gen) * 30).to(device)
+    c = (torch.randn(11, 6, generator=gen) * 30).to(device)
+    # s → ∞: the nearest centroid; huge distances and precisions stay finite.
+    sharp = latentops.soft_quantize(z, c, 1e4, backend=backend)
+    nearest = c[latentops.nearest_centroid(z, c)[0]]
+    assert sharp.isfinite().all()
+    torch.testing.assert_close(sharp, nearest, rtol=1e-5, atol=1e-4)
+    # s → 0 with b = 0: the codebook mean.
+    flat = latentops.soft_quantize(z, c, 1e-9, backend=backend)
+    torch.testing.assert_close(flat, c.mean(0).expand_as(flat), rtol=1e-5, atol=1e-4)
+    # Far from the origin: the centred computation keeps its digits.
+    z_far, c_far = z / 30 + 1000, c / 30 + 1000
+    out = latentops.soft_quantize(z_far, c_far, 1.0, backend=backend)
+    ref = _plain(z_far.cpu().double(), c_far.cpu().double(), 1.0, None)
+    assert _rel(out.cpu() - 1000, ref - 1000) < 5e-4  # fp32 spacing at 1000 is 6e-5 of deviations ~0.5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_leading_dims_empty_and_noncontiguous(backend, gen):
+    device = _device(backend)
+    c = torch.randn(7, 5, generator=gen).to(device)
+    assert latentops.soft_quantize(torch.empty(0, 5, device=device), c, backend=backend).shape == (0, 5)
+    assert latentops.soft_quantize(torch.empty(2, 0, 5, device=device), c, backend=backend).shape == (2, 0, 5)
+    z = torch.randn(2, 3, 5, generator=gen).to(device)
+    s = torch.rand(2, 3, 1, generator=gen).to(device) + 0.5  # (..., 1): per vector
+    out = latentops.soft_quantize(z, c, s, backend=backend)
+    assert out.shape == (2, 3, 5)
+    ref = _plain(z.reshape(6, 5).cpu().double(), c.cpu().double(), s.reshape(6, 1).cpu().double(), None)
+    assert _rel(out.reshape(6, 5).cpu(), ref) < 2e-5
+    z_t = torch.randn(5, 9, generator=gen).to(device).T
+    c_strided = torch.randn(7, 10, generator=gen).to(device)[:, ::2]
+    ref = _plain(z_t.cpu().double(), c_strided.cpu().double(), 1.0, None)
+    assert _rel(latentops.soft_quantize(z_t, c_strided, backend=backend).cpu(), ref) < 2e-5
+
+
+def test_return_probs(gen):
+    z, c = torch.randn(4, 3, 6, generator=gen), torch.randn(9, 6, generator=gen)
+    z_hat, probs = latentops.soft_quantize(z, c, 2.0, return_probs=True)
+    assert probs.shape == (4, 3, 9)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(4, 3))
+    torch.testing.assert_close(probs @ c, z_hat, rtol=1e-5, atol=1e-5)
+
+
+def test_gradcheck_float64(gen):
+    z = torch.randn(6, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    c = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, generator=gen, requires_grad=True)
+    for shape in [(), (6, 1), (1, 5), (6, 5)]:
+        s = (torch.rand(shape, dtype=torch.float64, generator=gen) + 0.3).requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda z, c, s, b: latentops.soft_quantize(z, c, s, b), (z, c, s, b))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck(backend, gen):
+    device = _device(backend)
+    z = torch.randn(13, 5, generator=gen).to(device).requires_grad_(True)
+    c = torch.randn(6, 5, generator=gen).to(device).requires_grad_(True)
+    s = (torch.rand(13, generator=gen) + 0.5).to(device).requires_grad_(True)
+    b = torch.randn(6, generator=gen).to(device).requires_grad_(True)
+    torch.library.opcheck(torch.ops.latentops.soft_quantize_fwd, (z, c, s, 1, b, backend))
+    torch.library.opcheck(torch.ops.latentops.soft_quantize_fwd, (z.detach(), c.detach(), s[:1].detach(), 0, None, backend))
+
+
+def test_torch_compile_fullgraph(gen):
+    z, c = torch.randn(33, 8, generator=gen), torch.randn(10, 8, generator=gen).requires_grad_(True)
+
+    def loss(z, c):
+        return (latentops.soft_quantize(z * 2.0, c, 0.5) - z).square().mean()
+
+    compiled = torch.compile(loss, fullgraph=True)
+    value = compiled(z, c)
+    torch.testing.assert_close(value, loss(z, c))
+    value.backward()
+    assert c.grad is not None and c.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"codebook": torch.randn(5, 2)}, ValueError, r"D = 2.*\(4, 3\).*\(5, 2\)"),
+        ({"codebook": torch.randn(0, 3)}, ValueError, r"codebook must be 2-D \(K, D\) with K ≥ 1"),
+        ({"precision": -1.0}, ValueError, r"precision must be ≥ 0"),
+        ({"precision": torch.ones(4, 2)}, ValueError, r"precision must be a float or a tensor of shape.*got shape \(4, 2\)"),
+        ({"precision": torch.ones(4, 1, dtype=torch.int64)}, TypeError, r"precision must be float"),
+        ({"log_prior": torch.zeros(3)}, ValueError, r"log_prior must have shape \(K,\) = \(5,\)"),
+        ({"z": torch.ones(4, 3, dtype=torch.int32)}, TypeError, r"z must be float"),
+        ({"codebook": torch.randn(5, 3, device="meta")}, ValueError, r"z on cpu, codebook on meta"),
+        ({"backend": "cuda"}, ValueError, r"soft_quantize has no 'cuda' kernel yet"),
+    ],
+)
+def test_bad_input_raises_clear_errors(kwargs, error, match):
+    args = {"z": torch.randn(4, 3), "codebook": torch.randn(5, 3)}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        latentops.soft_quantize(**args)
+
+
+def test_peak_memory_stays_far_below_one_nxk_matrix():
+    """fwd+bwd at N=65536, K=4096, D=64 on the CPU kernel: one N×K float32 matrix would be 1 GiB."""
+    if "cpu" not in latentops.backends():
+        pytest.skip("the C++ CPU kernel did not load")
+    import resource
+    import subprocess
+    import sys
+
+    code = ("import resource, torch, latentops\n"
+            "z = torch.randn(65536, 64, requires_grad=True); c = torch.randn(4096, 64, requires_grad=True)\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "latentops.soft_quantize(z, c, 0.05, backend='cpu').sum().backward()\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)")
+    del resource
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    extra = int(out.stdout.strip().splitlines()[-1])
+    assert extra < 256 * 2**20, f"fwd+bwd grew the peak RSS by {extra / 2**20:.0f} MiB"
+
+
+def test_soft_vector_quantizer(gen):
+    torch.manual_seed(0)
+    svq = SoftVectorQuantizer(6, 17, noise_std=0.1, precision=2.0, learn_precision=True, beta=0.3)
+    z = torch.randn(4, 9, 6, generator=gen, requires_grad=True)
+    quantized, loss, perplexity = svq(z)
+    assert quantized.shape == z.shape and loss.shape == () and 1.0 <= perplexity.item() <= 17.0
+    (quantized.sum() + loss).backward()
+    assert z.grad is not None and svq.codebook.grad is not None and svq.log_precision.grad is not None
+    # Eval: no noise, deterministic; hard=True gives codewords.
+    svq.eval()
+    a, b = svq(z).quantized, svq(z).quantized
+    torch.testing.assert_close(a, b)
+    hard = svq(z, hard=True).quantized
+    indices = latentops.nearest_centroid(z.detach(), svq.codebook.detach())[0]
+    torch.testing.assert_close(hard, svq.codebook[indices])
+    # Loss: ‖ẑ − sg(z)‖² + β‖sg(ẑ) − z‖² (means), with ẑ the posterior mean.
+    z_hat = latentops.soft_quantize(z, svq.codebook, svq.log_precision.exp())
+    expected = (1 + 0.3) * (z_hat - z).square().mean()
+    torch.testing.assert_close(svq(z).loss, expected)
+
+
+def test_soft_vector_quantizer_straight_through_and_precision_head(gen):
+    svq = SoftVectorQuantizer(5, 8, straight_through=True)
+    z = torch.randn(12, 5, generator=gen, requires_grad=True)
+    head = (torch.rand(12, 1, generator=gen) + 0.5).requires_grad_(True)
+    quantized, loss, _ = svq(z, precision=head)
+    quantized.sum().backward()
+    torch.testing.assert_close(z.grad, torch.ones_like(z))  # straight-through: identity to z
+    loss.backward()
+    assert head.grad is not None and head.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"dim = 5"):
+        svq(torch.randn(3, 4))
+    with pytest.raises(ValueError, match=r"noise_std must be ≥ 0"):
+        SoftVectorQuantizer(5, 8, noise_std=-1.0)
