@@ -152,6 +152,40 @@ def _faiss_search(case, z, c, budget):
     measure(case, "faiss IndexFlatL2 k=1", lambda: index.search(zn, 1), "cpu", budget_s=budget)
 
 
+def soft_quantize_case(n: int, k: int, d: int, device: str, quick: bool) -> Case:
+    """Forward + backward of ẑ = softmax(−½‖z − c‖²) C, as the Wu & Flierl regularizer trains."""
+    case = Case(f"soft quantization N={n} K={k} D={d} fp32, forward+backward", 6.0 * 2 * n * k * d,
+                ["torch cdist→softmax→matmul"])
+    print(case.title, flush=True)
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(n, d, generator=gen).to(device).requires_grad_(True)
+    c = torch.randn(k, d, generator=gen).to(device).requires_grad_(True)
+    budget = 0.3 if quick else 1.0
+
+    def step(forward):
+        def run():
+            z.grad = c.grad = None
+            out = forward()
+            out.backward(torch.ones_like(out))
+            return z.grad, c.grad
+        return run
+
+    for backend in latentops._backend.available_on(torch.device(device)):
+        if backend in ("cuda",) or (backend == "triton" and device == "cpu"):
+            continue  # no CUDA soft-quantization kernel yet; the interpreter is for tests
+        measure(case, f"latentops {backend}", step(lambda b=backend: latentops.soft_quantize(z, c, 1.0, backend=b)),
+                device, budget_s=budget)
+    measure(case, "torch cdist→softmax→matmul",
+            step(lambda: torch.softmax(-0.5 * torch.cdist(z, c).square(), 1) @ c), device, budget_s=budget)
+    if device == "cuda":
+        def sdpa():
+            bias = (-0.5 * (c * c).sum(1))[None, None, None, :].expand(1, 1, n, k)
+            return torch.nn.functional.scaled_dot_product_attention(z[None, None], c[None, None], c[None, None],
+                                                                    attn_mask=bias, scale=1.0)[0, 0]
+        measure(case, "torch SDPA with a float bias", step(sdpa), device, budget_s=budget)
+    return case
+
+
 def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
     case = Case(f"k-means N={n} K={k} D={d}, {iters} iterations (inertia over all points)",
                 2.0 * n * k * d * iters, ["faiss.Kmeans"])
@@ -220,12 +254,14 @@ def main(argv=None) -> int:
     if device == "cuda":
         name = torch.cuda.get_device_name()
         cases = [nearest_centroid_case(262144, 4096, 64, device, args.quick),
-                 nearest_centroid_case(65536, 16384, 256, device, args.quick)]
+                 nearest_centroid_case(65536, 16384, 256, device, args.quick),
+                 soft_quantize_case(65536, 4096, 64, device, args.quick)]
         if not args.quick:
             cases.append(kmeans_case(1_000_000, 20_000, 256, 25, device))
     else:
         name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-        cases = [nearest_centroid_case(16384, 1024, 64, device, args.quick)]
+        cases = [nearest_centroid_case(16384, 1024, 64, device, args.quick),
+                 soft_quantize_case(16384, 1024, 64, device, args.quick)]
         if not args.quick:
             cases.append(kmeans_case(200_000, 256, 64, 20, device))
     table = render(cases, name)

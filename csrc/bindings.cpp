@@ -3,9 +3,11 @@
 #include <pybind11/pybind11.h>
 
 #include "latentops/nearest_centroid.h"
+#include "latentops/soft_quantize.h"
 
 namespace py = pybind11;
 using latentops::DType;
+using latentops::SoftPrecision;
 
 namespace {
 // The CPU kernels are compiled for x86-64-v3 (AVX2 + FMA); this file is not, so it can say no.
@@ -43,6 +45,36 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("z"), py::arg("codebook"), py::arg("n"), py::arg("k"), py::arg("d"),
       py::arg("indices"), py::arg("sq_dist"));
+
+  m.def(
+      "soft_quantize_forward_cpu",
+      [](uintptr_t z, uintptr_t codebook, uintptr_t s, int s_mode, uintptr_t log_prior, int64_t n,
+         int64_t k, int64_t d, uintptr_t z_hat, uintptr_t lse) {
+        py::gil_scoped_release release;
+        latentops::soft_quantize_forward_cpu(
+            as_ptr<const float>(z), as_ptr<const float>(codebook), as_ptr<const float>(s),
+            static_cast<SoftPrecision>(s_mode), as_ptr<const float>(log_prior), n, k, d,
+            as_ptr<float>(z_hat), as_ptr<float>(lse));
+      },
+      py::arg("z"), py::arg("codebook"), py::arg("s"), py::arg("s_mode"), py::arg("log_prior"),
+      py::arg("n"), py::arg("k"), py::arg("d"), py::arg("z_hat"), py::arg("lse"));
+  m.def(
+      "soft_quantize_backward_cpu",
+      [](uintptr_t grad, uintptr_t z, uintptr_t codebook, uintptr_t s, int s_mode,
+         uintptr_t log_prior, uintptr_t z_hat, uintptr_t lse, int64_t n, int64_t k, int64_t d,
+         uintptr_t grad_z, uintptr_t grad_codebook, uintptr_t grad_s, uintptr_t grad_log_prior) {
+        py::gil_scoped_release release;
+        latentops::soft_quantize_backward_cpu(
+            as_ptr<const float>(grad), as_ptr<const float>(z), as_ptr<const float>(codebook),
+            as_ptr<const float>(s), static_cast<SoftPrecision>(s_mode),
+            as_ptr<const float>(log_prior), as_ptr<const float>(z_hat), as_ptr<const float>(lse),
+            n, k, d, as_ptr<float>(grad_z), as_ptr<float>(grad_codebook), as_ptr<float>(grad_s),
+            as_ptr<float>(grad_log_prior));
+      },
+      py::arg("grad"), py::arg("z"), py::arg("codebook"), py::arg("s"), py::arg("s_mode"),
+      py::arg("log_prior"), py::arg("z_hat"), py::arg("lse"), py::arg("n"), py::arg("k"),
+      py::arg("d"), py::arg("grad_z"), py::arg("grad_codebook"), py::arg("grad_s"),
+      py::arg("grad_log_prior"));
 
 #ifdef LATENTOPS_WITH_CUDA
   m.def("nearest_centroid_cuda_workspace_bytes", &latentops::nearest_centroid_cuda_workspace_bytes,

@@ -1,5 +1,5 @@
 """Triton kernels and their launchers, one module per op family (shipped as latentops.kernels)."""
 
-from . import nearest_centroid
+from . import nearest_centroid, soft_quantize
 
-__all__ = ["nearest_centroid"]
+__all__ = ["nearest_centroid", "soft_quantize"]

@@ -94,6 +94,8 @@ def soft_quantize_backward(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, 
         if grad_b is not None:
             grad_b += a.sum(0)
         if grad_s is not None:
+            if s_mode in (SCALAR, PER_ROW):  # Σ_k a = 0: the same sums with far less cancellation
+                dist = dist - (p * dist).sum(1, keepdim=True)
             ds = -0.5 * a * dist
             if s_mode == SCALAR:
                 grad_s += ds.sum()

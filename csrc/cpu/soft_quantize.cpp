@@ -1,0 +1,712 @@
+// Posterior-mean soft quantization on the CPU, flash-style: row blocks x centroid blocks, the
+// n x k logits never leave a per-thread tile.
+//
+// Distances use the expanded form ‖z'‖² + ‖c'‖² − 2 z'·c' with z' = z − μ and c' = c − μ shifted by
+// the codebook mean μ (the shift keeps the fp32 dot products small for data far from the origin,
+// and z − c = z' − c' exactly when both subtractions are exact, as they are for offset data). The
+// posterior mean is accumulated as μ + Σ p c' for the same reason.
+//
+// Every matrix product is one register-blocked AVX2 micro-kernel (6 output rows x 16 columns,
+// broadcast A, vector B, 12 accumulators) over buffers whose vector dimension is padded to 8:
+//   forward : dot = Z'·C'ᵀ (per block), online max / exp / row sums, acc += P·C' (rescaled when the
+//             running max moves);
+//   backward: two sweeps over the codebook per row block, each starting with G·C'ᵀ and Z'·C'ᵀ.
+//             Sweep 1 refines lse (the stored one is float) and gets δ_n = Σ_k p g·c' (consistent
+//             with the a_nk below, so one-hot rows give a = 0 exactly) and E_p[dist] (a per-row
+//             shift that keeps the row-summed grad_s free of cancellation). Sweep 2: p, a = p(g·c' − δ)
+//             and w = a·s overwrite the tile in place; grad_z acc += W·C'; grad_c acc += [P; W]ᵀ[G; Z']
+//             (one product over 2R rows), finished as Σ(p g + w z') − c'·Σ w.
+// Logits are formed in float64 from the fp32 dot products (|l| reaches thousands for large s·d, and
+// the softmax needs l − max to float accuracy). exp is a Cephes-style polynomial (about 1 ulp);
+// arguments below −87 give exactly 0 so nothing denormal reaches the products.
+//
+// Memory: the shifted codebook twice (row-major and block-transposed), O(k) side arrays, per thread
+// one R x Kb tile pair and R x d accumulators, plus for the backward a k x d grad_c accumulator and
+// O(k) column sums per thread. Never n x k.
+#include "latentops/soft_quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <vector>
+
+#include <immintrin.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "latentops/checks.h"
+
+#if !(defined(__AVX2__) && defined(__FMA__))
+#error "soft_quantize.cpp needs AVX2 and FMA (compile with -march=x86-64-v3)"
+#endif
+
+namespace latentops {
+namespace {
+
+constexpr int64_t kMR = 6;          // micro-kernel output rows
+constexpr int64_t kRowBlock = 48;   // z rows per work item (multiple of kMR)
+constexpr int64_t kColBlock = 128;  // centroids per tile (multiple of 16)
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// 64-byte aligned zeroed scratch. Allocated outside parallel regions only, so a std::bad_alloc
+// never has to cross an OpenMP boundary.
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(size_t count) { reset(count); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& o) noexcept : ptr_(o.ptr_) { o.ptr_ = nullptr; }
+  ~Buffer() { std::free(ptr_); }
+  void reset(size_t count) {
+    std::free(ptr_);
+    ptr_ = nullptr;
+    const size_t bytes = ((count + 16) * sizeof(float) + 63) / 64 * 64;
+    ptr_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (ptr_ == nullptr) throw std::bad_alloc();
+    std::memset(ptr_, 0, bytes);
+  }
+  float* get() const { return ptr_; }
+
+ private:
+  float* ptr_ = nullptr;
+};
+
+int max_threads() {
+#ifdef _OPENMP
+  return std::max(1, omp_get_max_threads());
+#else
+  return 1;
+#endif
+}
+
+int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+inline float hsum(__m256 v) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+inline double hsum_pd(__m256d v) {
+  __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+inline float hmax(__m256 v) {
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+// Lanes [0, count) set.
+inline __m256i lane_mask(int64_t count) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), idx);
+}
+
+// exp(x), Cephes polynomial on a range-reduced argument; x < −87 gives 0 (no denormals), NaN stays
+// NaN, x is at most 0 here in practice but anything up to 88.7 is handled.
+inline __m256 exp256(__m256 x) {
+  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+  x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201E-1f));
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(underflow, y);
+}
+
+// out[i][j] (+)= Σ_t A(i, t) · B[t][j] for i < MR, j < 8·NV, with A(i, t) = a[i·a_rs + t·a_ts].
+template <int MR, int NV>
+void micro_kernel(int64_t inner, const float* a, int64_t a_rs, int64_t a_ts, const float* b, int64_t ldb,
+                  float* out, int64_t ldo, bool accumulate) {
+  __m256 acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+  const float* ai[MR];
+  for (int i = 0; i < MR; ++i) ai[i] = a + i * a_rs;
+  for (int64_t t = 0; t < inner; ++t) {
+    __m256 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + v * 8);
+    b += ldb;
+    for (int i = 0; i < MR; ++i) {
+      const __m256 av = _mm256_broadcast_ss(ai[i]);
+      ai[i] += a_ts;
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    for (int v = 0; v < NV; ++v) {
+      float* o = out + i * ldo + v * 8;
+      _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), acc[i][v]) : acc[i][v]);
+    }
+  }
+}
+
+using MicroKernel = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, bool);
+
+template <int NV>
+MicroKernel pick_rows(int64_t mr) {
+  switch (mr) {
+    case 1: return micro_kernel<1, NV>;
+    case 2: return micro_kernel<2, NV>;
+    case 3: return micro_kernel<3, NV>;
+    case 4: return micro_kernel<4, NV>;
+    case 5: return micro_kernel<5, NV>;
+    default: return micro_kernel<6, NV>;
+  }
+}
+
+// out (m x cols, leading dim ldo) (+)= A (m x inner, strides a_rs / a_ts) · B (inner x cols, ldb).
+// cols is a multiple of 8; B and out may be read/written up to that width.
+void gemm(int64_t m, int64_t cols, int64_t inner, const float* a, int64_t a_rs, int64_t a_ts, const float* b,
+          int64_t ldb, float* out, int64_t ldo, bool accumulate) {
+  for (int64_t j = 0; j < cols; j += 16) {
+    const bool wide = cols - j >= 16;
+    for (int64_t i = 0; i < m; i += kMR) {
+      const int64_t mr = std::min(kMR, m - i);
+      const MicroKernel f = wide ? pick_rows<2>(mr) : pick_rows<1>(mr);
+      f(inner, a + i * a_rs, a_rs, a_ts, b + j, ldb, out + i * ldo + j, ldo, accumulate);
+    }
+  }
+}
+
+// The codebook as the kernels read it.
+struct Prepared {
+  int64_t k = 0, d = 0, dp = 0;     // dp: d padded to 8
+  int64_t kpad = 0, blocks = 0;     // kpad = blocks · kColBlock
+  std::vector<float> mu;            // codebook mean (d)
+  Buffer c_rows;                    // c' row-major, kpad x dp, zero padding
+  Buffer c_cols;                    // per block of kColBlock centroids: [t][kColBlock] (d x kColBlock)
+  Buffer c_sq;                      // ‖c'_k‖² (kpad)
+  std::vector<double> c_sq_d;       // the same in float64, for the logits
+  Buffer bias;                      // b_k, padding −inf (kpad)
+  Buffer s_col;                     // s_k for kPerCentroid (kpad, padding 0)
+};
+
+void prepare(const float* codebook, const float* s, SoftPrecision mode, const float* log_prior, int64_t k,
+             int64_t d, Prepared& pc) {
+  pc.k = k;
+  pc.d = d;
+  pc.dp = round_up(d, 8);
+  pc.blocks = (k + kColBlock - 1) / kColBlock;
+  pc.kpad = pc.blocks * kColBlock;
+  const int64_t dp = pc.dp;
+  const bool parallel = k * d > 65536;
+  const int nthreads = parallel ? max_threads() : 1;
+  std::vector<double> partial(static_cast<size_t>(nthreads) * d, 0.0);
+#pragma omp parallel num_threads(nthreads) if (parallel)
+  {
+    double* acc = partial.data() + static_cast<size_t>(thread_id()) * d;
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t t = 0; t < d; ++t) acc[t] += codebook[j * d + t];
+  }
+  pc.mu.assign(static_cast<size_t>(d), 0.f);
+  for (int64_t t = 0; t < d; ++t) {
+    double sum = 0.0;
+    for (int i = 0; i < nthreads; ++i) sum += partial[static_cast<size_t>(i) * d + t];
+    pc.mu[t] = static_cast<float>(sum / static_cast<double>(k));
+  }
+  pc.c_rows.reset(static_cast<size_t>(pc.kpad * dp));
+  pc.c_cols.reset(static_cast<size_t>(pc.kpad * d));
+  pc.c_sq.reset(static_cast<size_t>(pc.kpad));
+  pc.bias.reset(static_cast<size_t>(pc.kpad));
+  pc.s_col.reset(static_cast<size_t>(pc.kpad));
+  float* rows = pc.c_rows.get();
+  float* cols = pc.c_cols.get();
+  float* sq = pc.c_sq.get();
+  float* bias = pc.bias.get();
+  const float* mu = pc.mu.data();
+  pc.c_sq_d.assign(static_cast<size_t>(pc.kpad), 0.0);
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t blk = 0; blk < pc.blocks; ++blk) {
+    for (int64_t j = blk * kColBlock; j < std::min(k, (blk + 1) * kColBlock); ++j) {
+      const int64_t col = j - blk * kColBlock;
+      double total = 0.0;
+      for (int64_t t = 0; t < d; ++t) {
+        const float x = codebook[j * d + t] - mu[t];
+        rows[j * dp + t] = x;
+        cols[blk * kColBlock * d + t * kColBlock + col] = x;
+        total += static_cast<double>(x) * x;
+      }
+      sq[j] = static_cast<float>(total);
+      pc.c_sq_d[j] = total;
+    }
+  }
+  for (int64_t j = 0; j < pc.kpad; ++j) bias[j] = j < k ? (log_prior ? log_prior[j] : 0.f) : kNegInf;
+  if (mode == SoftPrecision::kPerCentroid) std::memcpy(pc.s_col.get(), s, static_cast<size_t>(k) * sizeof(float));
+}
+
+// Loads 8 values of s_nk for row `row`, centroids [j, j + 8) (only `valid` of them are real).
+template <SoftPrecision M>
+inline __m256 load_s(const float* s, const float* s_col, int64_t row, int64_t k, int64_t j, int64_t valid) {
+  if (M == SoftPrecision::kScalar) return _mm256_set1_ps(s[0]);
+  if (M == SoftPrecision::kPerRow) return _mm256_set1_ps(s[row]);
+  if (M == SoftPrecision::kPerCentroid) return _mm256_loadu_ps(s_col + j);
+  const float* p = s + row * k + j;
+  return valid >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lane_mask(valid));
+}
+
+// Squared distance from the expanded form; rounding can make it slightly negative.
+inline __m256 sq_distance(__m256 zn, const float* c_sq, const float* dot) {
+  const __m256 v = _mm256_fnmadd_ps(_mm256_set1_ps(2.f), _mm256_loadu_ps(dot), _mm256_add_ps(zn, _mm256_loadu_ps(c_sq)));
+  return _mm256_max_ps(v, _mm256_setzero_ps());
+}
+
+// (l − ref) for 8 centroids, l = −½ s ‖z' − c'‖² + b: the distance and the logit in float64, because
+// |l| can be in the thousands while the softmax needs l − max to a few ulps of float.
+inline __m256 logit_minus(__m256d zn, const double* c_sq, const float* dot, __m256 sv, const float* bias, __m256d ref) {
+  const __m256 dot_f = _mm256_loadu_ps(dot);
+  const __m256 b_f = _mm256_loadu_ps(bias);
+  const __m256d zero = _mm256_setzero_pd(), minus_half = _mm256_set1_pd(-0.5), two = _mm256_set1_pd(2.0);
+  __m128 half[2];
+  for (int h = 0; h < 2; ++h) {
+    const __m128 dot4 = h ? _mm256_extractf128_ps(dot_f, 1) : _mm256_castps256_ps128(dot_f);
+    const __m128 s4 = h ? _mm256_extractf128_ps(sv, 1) : _mm256_castps256_ps128(sv);
+    const __m128 b4 = h ? _mm256_extractf128_ps(b_f, 1) : _mm256_castps256_ps128(b_f);
+    __m256d dist = _mm256_fnmadd_pd(two, _mm256_cvtps_pd(dot4), _mm256_add_pd(zn, _mm256_loadu_pd(c_sq + 4 * h)));
+    dist = _mm256_max_pd(dist, zero);
+    const __m256d l = _mm256_fmadd_pd(_mm256_mul_pd(minus_half, _mm256_cvtps_pd(s4)), dist, _mm256_cvtps_pd(b4));
+    half[h] = _mm256_cvtpd_ps(_mm256_sub_pd(l, ref));
+  }
+  return _mm256_set_m128(half[1], half[0]);
+}
+
+// Copies rows [row0, row0 + rows) of x (n x d) minus `shift` (or not) into a zero-padded R x dp panel;
+// returns ‖row‖² of the stored values in sq (when not null).
+void load_rows(const float* x, const float* shift, int64_t row0, int64_t rows, int64_t d, int64_t dp, float* panel,
+               float* sq, double* sq_d = nullptr) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x + (row0 + r) * d;
+    float* dst = panel + r * dp;
+    double total = 0.0;
+    for (int64_t t = 0; t < d; ++t) {
+      const float v = shift ? src[t] - shift[t] : src[t];
+      dst[t] = v;
+      total += static_cast<double>(v) * v;
+    }
+    if (sq) sq[r] = static_cast<float>(total);
+    if (sq_d) sq_d[r] = total;
+  }
+}
+
+struct ForwardScratch {
+  Buffer zp, tile, acc, zn, m, sum;
+};
+
+template <SoftPrecision M>
+void forward_block(const float* z, const float* s, const Prepared& pc, int64_t row0, int64_t rows, ForwardScratch& w,
+                   float* z_hat, float* lse) {
+  const int64_t d = pc.d, dp = pc.dp, k = pc.k;
+  float* zp = w.zp.get();
+  float* tile = w.tile.get();
+  float* acc = w.acc.get();
+  float* zn = w.zn.get();
+  float* m = w.m.get();
+  float* sum = w.sum.get();
+  double zn_d_row[kRowBlock];
+  load_rows(z, pc.mu.data(), row0, rows, d, dp, zp, zn, zn_d_row);
+  std::fill(acc, acc + rows * dp, 0.f);
+  std::fill(m, m + rows, kNegInf);
+  std::fill(sum, sum + rows, 0.f);
+
+  for (int64_t blk = 0; blk < pc.blocks; ++blk) {
+    const int64_t j0 = blk * kColBlock;
+    const int64_t kb = std::min(kColBlock, k - j0);
+    const int64_t kb8 = round_up(kb, 8);
+    gemm(rows, kb8, d, zp, dp, 1, pc.c_cols.get() + j0 * d, kColBlock, tile, kColBlock, false);
+    const float* c_sq = pc.c_sq.get() + j0;
+    const float* bias = pc.bias.get() + j0;
+    const float* s_col = pc.s_col.get();
+    for (int64_t r = 0; r < rows; ++r) {
+      float* t_row = tile + r * kColBlock;
+      const int64_t row = row0 + r;
+      const __m256 zn_v = _mm256_set1_ps(zn[r]);
+      const __m256 minus_half = _mm256_set1_ps(-0.5f);
+      __m256 mx = _mm256_set1_ps(kNegInf);
+      for (int64_t j = 0; j < kb8; j += 8) {
+        const __m256 sv = load_s<M>(s, s_col, row, k, j0 + j, kb - j);
+        const __m256 dist = sq_distance(zn_v, c_sq + j, t_row + j);
+        // Padding columns have bias −inf and s 0 (or masked 0), so their logit is −inf.
+        mx = _mm256_max_ps(mx, _mm256_fmadd_ps(_mm256_mul_ps(minus_half, sv), dist, _mm256_loadu_ps(bias + j)));
+      }
+      const float tile_max = hmax(mx);
+      if (tile_max > m[r]) {
+        const float scale = static_cast<float>(std::exp(static_cast<double>(m[r]) - tile_max));  // 0 at first
+        sum[r] *= scale;
+        float* a = acc + r * dp;
+        for (int64_t t = 0; t < dp; ++t) a[t] *= scale;
+        m[r] = tile_max;
+      }
+      const __m256d mv = _mm256_set1_pd(m[r]);
+      const __m256d zn_d = _mm256_set1_pd(zn_d_row[r]);
+      const double* c_sq_d = pc.c_sq_d.data() + j0;
+      __m256 total = _mm256_setzero_ps();
+      for (int64_t j = 0; j < kb8; j += 8) {
+        const __m256 sv = load_s<M>(s, s_col, row, k, j0 + j, kb - j);
+        const __m256 p = exp256(logit_minus(zn_d, c_sq_d + j, t_row + j, sv, bias + j, mv));
+        _mm256_storeu_ps(t_row + j, p);
+        total = _mm256_add_ps(total, p);
+      }
+      sum[r] += hsum(total);
+    }
+    gemm(rows, dp, kb, tile, kColBlock, 1, pc.c_rows.get() + j0 * dp, dp, acc, dp, true);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const float inv = 1.f / sum[r];
+    float* out = z_hat + (row0 + r) * d;
+    const float* a = acc + r * dp;
+    for (int64_t t = 0; t < d; ++t) out[t] = pc.mu[t] + a[t] * inv;
+    lse[row0 + r] = static_cast<float>(m[r] + std::log(static_cast<double>(sum[r])));
+  }
+}
+
+struct BackwardScratch {
+  Buffer gz, tile, acc, zn, delta, row_w, row_s, dist_ref;
+  std::vector<double> lse;
+  Buffer grad_c;  // kpad x dp
+  std::vector<double> col_w, col_a, col_s;  // Σ_n w_nk, Σ_n a_nk, Σ_n dL/ds_nk (per centroid)
+  Buffer tile_cols;                         // per-tile column sums (3 x kColBlock)
+  double s_total = 0.0;
+};
+
+// Tile rows [0, R): g·c'; rows [R, 2R): z'·c' (rows past the batch end are not computed).
+void backward_products(const Prepared& pc, const float* gz, int64_t rows, int64_t j0, int64_t kb8, float* tile) {
+  const int64_t d = pc.d, dp = pc.dp;
+  const float* cols = pc.c_cols.get() + j0 * d;
+  gemm(rows, kb8, d, gz, dp, 1, cols, kColBlock, tile, kColBlock, false);
+  gemm(rows, kb8, d, gz + kRowBlock * dp, dp, 1, cols, kColBlock, tile + kRowBlock * kColBlock, kColBlock, false);
+}
+
+template <SoftPrecision M>
+void backward_block(const float* grad, const float* z, const float* s, const Prepared& pc, const float* lse_in,
+                    int64_t row0, int64_t rows, BackwardScratch& w, float* grad_z, float* grad_s) {
+  const int64_t d = pc.d, dp = pc.dp, k = pc.k;
+  constexpr int64_t R = kRowBlock;
+  constexpr bool kRowConstant = M == SoftPrecision::kScalar || M == SoftPrecision::kPerRow;
+  float* gz = w.gz.get();  // rows [0, R): g; rows [R, 2R): z'
+  float* tile = w.tile.get();
+  float* acc = w.acc.get();
+  float* zn = w.zn.get();
+  float* delta = w.delta.get();
+  float* row_w = w.row_w.get();
+  float* row_s = w.row_s.get();
+  float* dist_ref = w.dist_ref.get();
+  double* lse = w.lse.data();
+  float* cols = w.tile_cols.get();
+  std::fill(gz, gz + 2 * R * dp, 0.f);
+  load_rows(grad, nullptr, row0, rows, d, dp, gz, nullptr);
+  double zn_d_row[kRowBlock];
+  load_rows(z, pc.mu.data(), row0, rows, d, dp, gz + R * dp, zn, zn_d_row);
+  const float* s_col = pc.s_col.get();
+
+  // Sweep 1 recomputes the softmax: the stored lse is float (an ulp of a large |lse| would be a
+  // visible error in every p), and δ_n = Σ_k p g·c' from the same products as in sweep 2 makes
+  // Σ_k a_nk vanish to rounding, so a one-hot row (large s) gets a ≈ 0 instead of noise. With it
+  // comes E_p[dist], the reference that keeps the row-summed grad_s free of cancellation.
+  for (int64_t r = 0; r < rows; ++r) {
+    lse[r] = lse_in[row0 + r];
+    row_w[r] = 0.f;
+    row_s[r] = 0.f;
+  }
+  std::vector<double> sum_p(static_cast<size_t>(rows), 0.0), sum_pg(static_cast<size_t>(rows), 0.0),
+      sum_pd(static_cast<size_t>(rows), 0.0);
+  for (int64_t blk = 0; blk < pc.blocks; ++blk) {
+    const int64_t j0 = blk * kColBlock;
+    const int64_t kb = std::min(kColBlock, k - j0);
+    const int64_t kb8 = round_up(kb, 8);
+    backward_products(pc, gz, rows, j0, kb8, tile);
+    const double* c_sq_d = pc.c_sq_d.data() + j0;
+    const float* c_sq = pc.c_sq.get() + j0;
+    const float* bias = pc.bias.get() + j0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = row0 + r;
+      const float* gc_row = tile + r * kColBlock;
+      const float* dot_row = tile + (R + r) * kColBlock;
+      const __m256d zn_d = _mm256_set1_pd(zn_d_row[r]), lse_v = _mm256_set1_pd(lse[r]);
+      const __m256 zn_v = _mm256_set1_ps(zn[r]);
+      // Float64 sums: p·(g·c') is exact there, so a one-hot row gets δ = g·c'_k exactly.
+      __m256d sp = _mm256_setzero_pd(), spg = sp, spd = sp;
+      for (int64_t j = 0; j < kb8; j += 8) {
+        const __m256 sv = load_s<M>(s, s_col, row, k, j0 + j, kb - j);
+        const __m256 p = exp256(logit_minus(zn_d, c_sq_d + j, dot_row + j, sv, bias + j, lse_v));
+        const __m256 gc = _mm256_loadu_ps(gc_row + j);
+        const __m256d p_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(p));
+        const __m256d p_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1));
+        sp = _mm256_add_pd(sp, _mm256_add_pd(p_lo, p_hi));
+        spg = _mm256_fmadd_pd(p_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(gc)), spg);
+        spg = _mm256_fmadd_pd(p_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(gc, 1)), spg);
+        if (kRowConstant) {
+          const __m256 dist = sq_distance(zn_v, c_sq + j, dot_row + j);
+          spd = _mm256_fmadd_pd(p_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(dist)), spd);
+          spd = _mm256_fmadd_pd(p_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(dist, 1)), spd);
+        }
+      }
+      sum_p[r] += hsum_pd(sp);
+      sum_pg[r] += hsum_pd(spg);
+      if (kRowConstant) sum_pd[r] += hsum_pd(spd);
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    if (sum_p[r] > 0.0 && std::isfinite(sum_p[r])) {
+      lse[r] += std::log(sum_p[r]);
+      delta[r] = static_cast<float>(sum_pg[r] / sum_p[r]);
+      dist_ref[r] = static_cast<float>(sum_pd[r] / sum_p[r]);
+    } else {
+      delta[r] = 0.f;
+      dist_ref[r] = 0.f;
+    }
+  }
+  std::fill(acc, acc + rows * dp, 0.f);
+  const __m256 minus_half = _mm256_set1_ps(-0.5f);
+
+  for (int64_t blk = 0; blk < pc.blocks; ++blk) {
+    const int64_t j0 = blk * kColBlock;
+    const int64_t kb = std::min(kColBlock, k - j0);
+    const int64_t kb8 = round_up(kb, 8);
+    // Tile rows [0, R): g·c' then p; rows [R, 2R): z'·c' then w.
+    backward_products(pc, gz, rows, j0, kb8, tile);
+    const double* c_sq_d = pc.c_sq_d.data() + j0;
+    const float* c_sq = pc.c_sq.get() + j0;
+    const float* bias = pc.bias.get() + j0;
+    float* col_a = cols;
+    float* col_w = cols + kColBlock;
+    float* col_s = cols + 2 * kColBlock;
+    std::fill(cols, cols + 3 * kColBlock, 0.f);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = row0 + r;
+      float* p_row = tile + r * kColBlock;
+      float* w_row = tile + (R + r) * kColBlock;
+      const __m256d zn_d = _mm256_set1_pd(zn_d_row[r]), lse_v = _mm256_set1_pd(lse[r]);
+      const __m256 zn_v = _mm256_set1_ps(zn[r]);
+      const __m256 delta_v = _mm256_set1_ps(delta[r]);
+      const __m256 ref_v = _mm256_set1_ps(dist_ref[r]);
+      __m256 sum_w = _mm256_setzero_ps(), sum_s = _mm256_setzero_ps();
+      float* gs_row = M == SoftPrecision::kFull && grad_s ? grad_s + row * k + j0 : nullptr;
+      for (int64_t j = 0; j < kb8; j += 8) {
+        const int64_t valid = kb - j;
+        const __m256 sv = load_s<M>(s, s_col, row, k, j0 + j, valid);
+        const __m256 p = exp256(logit_minus(zn_d, c_sq_d + j, w_row + j, sv, bias + j, lse_v));  // padding: 0
+        __m256 dist = sq_distance(zn_v, c_sq + j, w_row + j);
+        if (kRowConstant) dist = _mm256_sub_ps(dist, ref_v);  // Σ_k a_nk = 0, so any per-row shift is exact
+        const __m256 a = _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(p_row + j), delta_v));
+        const __m256 wv = _mm256_mul_ps(a, sv);
+        const __m256 gs = _mm256_mul_ps(_mm256_mul_ps(minus_half, a), dist);
+        _mm256_storeu_ps(p_row + j, p);
+        _mm256_storeu_ps(w_row + j, wv);
+        _mm256_storeu_ps(col_a + j, _mm256_add_ps(_mm256_loadu_ps(col_a + j), a));
+        _mm256_storeu_ps(col_w + j, _mm256_add_ps(_mm256_loadu_ps(col_w + j), wv));
+        sum_w = _mm256_add_ps(sum_w, wv);
+        if (M == SoftPrecision::kPerCentroid) _mm256_storeu_ps(col_s + j, _mm256_add_ps(_mm256_loadu_ps(col_s + j), gs));
+        if (kRowConstant) sum_s = _mm256_add_ps(sum_s, gs);
+        if (M == SoftPrecision::kFull && gs_row) {
+          if (valid >= 8) {
+            _mm256_storeu_ps(gs_row + j, gs);
+          } else {
+            _mm256_maskstore_ps(gs_row + j, lane_mask(valid), gs);
+          }
+        }
+      }
+      row_w[r] += hsum(sum_w);
+      if (kRowConstant) row_s[r] += hsum(sum_s);
+    }
+    for (int64_t j = 0; j < kb; ++j) {
+      w.col_a[j0 + j] += col_a[j];
+      w.col_w[j0 + j] += col_w[j];
+      if (M == SoftPrecision::kPerCentroid) w.col_s[j0 + j] += col_s[j];
+    }
+    gemm(rows, dp, kb, tile + R * kColBlock, kColBlock, 1, pc.c_rows.get() + j0 * dp, dp, acc, dp, true);
+    if (rows == R) {  // one product over the stacked [P; W] and [G; Z'] rows
+      gemm(kb, dp, 2 * R, tile, 1, kColBlock, gz, dp, w.grad_c.get() + j0 * dp, dp, true);
+    } else {  // the halves separately, so rows past the batch end are never read
+      gemm(kb, dp, rows, tile, 1, kColBlock, gz, dp, w.grad_c.get() + j0 * dp, dp, true);
+      gemm(kb, dp, rows, tile + R * kColBlock, 1, kColBlock, gz + R * dp, dp, w.grad_c.get() + j0 * dp, dp, true);
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* out = grad_z + (row0 + r) * d;
+    const float* a = acc + r * dp;
+    const float* zr = gz + (R + r) * dp;
+    for (int64_t t = 0; t < d; ++t) out[t] = a[t] - row_w[r] * zr[t];
+    if (M == SoftPrecision::kPerRow && grad_s) grad_s[row0 + r] = row_s[r];
+    if (M == SoftPrecision::kScalar) w.s_total += row_s[r];
+  }
+}
+
+void check_args(const char* fn, int64_t n, int64_t k, int64_t d, SoftPrecision mode) {
+  LATENTOPS_CHECK(n >= 0, fn << ": n must be non-negative, got " << n);
+  LATENTOPS_CHECK(k > 0, fn << ": codebook must have at least one row, got k=" << k);
+  LATENTOPS_CHECK(d > 0, fn << ": dimension must be positive, got d=" << d);
+  const int m = static_cast<int>(mode);
+  LATENTOPS_CHECK(m >= 0 && m <= 3, fn << ": unknown precision layout " << m);
+}
+
+template <SoftPrecision M>
+void forward_all(const float* z, const float* s, const Prepared& pc, int64_t n, float* z_hat, float* lse) {
+  const int64_t nblocks = (n + kRowBlock - 1) / kRowBlock;
+  const int team = static_cast<int>(std::min<int64_t>(max_threads(), nblocks));
+  std::vector<ForwardScratch> scratch(static_cast<size_t>(team));
+  for (ForwardScratch& w : scratch) {
+    w.zp.reset(static_cast<size_t>(kRowBlock * pc.dp));
+    w.tile.reset(static_cast<size_t>(kRowBlock * kColBlock));
+    w.acc.reset(static_cast<size_t>(kRowBlock * pc.dp));
+    w.zn.reset(kRowBlock);
+    w.m.reset(kRowBlock);
+    w.sum.reset(kRowBlock);
+  }
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    ForwardScratch& w = scratch[static_cast<size_t>(thread_id())];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t row0 = b * kRowBlock;
+      forward_block<M>(z, s, pc, row0, std::min(kRowBlock, n - row0), w, z_hat, lse);
+    }
+  }
+}
+
+template <SoftPrecision M>
+void backward_all(const float* grad, const float* z, const float* s, const Prepared& pc, const float* lse, int64_t n, float* grad_z, float* grad_codebook, float* grad_s,
+                  float* grad_log_prior) {
+  const int64_t k = pc.k, d = pc.d, dp = pc.dp;
+  const int64_t nblocks = (n + kRowBlock - 1) / kRowBlock;
+  const int team = static_cast<int>(std::min<int64_t>(max_threads(), nblocks));
+  std::vector<BackwardScratch> scratch(static_cast<size_t>(team));
+  for (BackwardScratch& w : scratch) {
+    w.gz.reset(static_cast<size_t>(2 * kRowBlock * dp));
+    w.tile.reset(static_cast<size_t>(2 * kRowBlock * kColBlock));
+    w.acc.reset(static_cast<size_t>(kRowBlock * dp));
+    w.zn.reset(kRowBlock);
+    w.delta.reset(kRowBlock);
+    w.row_w.reset(kRowBlock);
+    w.row_s.reset(kRowBlock);
+    w.dist_ref.reset(kRowBlock);
+    w.lse.assign(kRowBlock, 0.0);
+    w.grad_c.reset(static_cast<size_t>(pc.kpad * dp));
+    w.col_w.assign(static_cast<size_t>(k), 0.0);
+    w.col_a.assign(static_cast<size_t>(k), 0.0);
+    if (M == SoftPrecision::kPerCentroid) w.col_s.assign(static_cast<size_t>(k), 0.0);
+    w.tile_cols.reset(3 * kColBlock);
+  }
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    BackwardScratch& w = scratch[static_cast<size_t>(thread_id())];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t row0 = b * kRowBlock;
+      backward_block<M>(grad, z, s, pc, lse, row0, std::min(kRowBlock, n - row0), w, grad_z, grad_s);
+    }
+  }
+  // grad_c_k = Σ_n (p g + w z') − c'_k Σ_n w, summed over the threads.
+  const float* c_rows = pc.c_rows.get();
+#pragma omp parallel for schedule(static) if (k * d > 65536)
+  for (int64_t j = 0; j < k; ++j) {
+    double wsum = 0.0;
+    for (const BackwardScratch& w : scratch) wsum += w.col_w[j];
+    for (int64_t t = 0; t < d; ++t) {
+      float total = 0.f;
+      for (const BackwardScratch& w : scratch) total += w.grad_c.get()[j * dp + t];
+      grad_codebook[j * d + t] = total - static_cast<float>(wsum) * c_rows[j * dp + t];
+    }
+    if (grad_log_prior) {
+      double asum = 0.0;
+      for (const BackwardScratch& w : scratch) asum += w.col_a[j];
+      grad_log_prior[j] = static_cast<float>(asum);
+    }
+    if (M == SoftPrecision::kPerCentroid && grad_s) {
+      double ssum = 0.0;
+      for (const BackwardScratch& w : scratch) ssum += w.col_s[j];
+      grad_s[j] = static_cast<float>(ssum);
+    }
+  }
+  if (M == SoftPrecision::kScalar && grad_s) {
+    double total = 0.0;
+    for (const BackwardScratch& w : scratch) total += w.s_total;
+    grad_s[0] = static_cast<float>(total);
+  }
+}
+
+}  // namespace
+
+void soft_quantize_forward_cpu(const float* z, const float* codebook, const float* s, SoftPrecision s_mode,
+                               const float* log_prior, int64_t n, int64_t k, int64_t d, float* z_hat, float* lse) {
+  check_args("soft_quantize_forward_cpu", n, k, d, s_mode);
+  if (n == 0) return;
+  LATENTOPS_CHECK(z != nullptr && codebook != nullptr && s != nullptr && z_hat != nullptr && lse != nullptr,
+                  "soft_quantize_forward_cpu: null pointer argument");
+  Prepared pc;
+  prepare(codebook, s, s_mode, log_prior, k, d, pc);
+  switch (s_mode) {
+    case SoftPrecision::kScalar: forward_all<SoftPrecision::kScalar>(z, s, pc, n, z_hat, lse); break;
+    case SoftPrecision::kPerRow: forward_all<SoftPrecision::kPerRow>(z, s, pc, n, z_hat, lse); break;
+    case SoftPrecision::kPerCentroid: forward_all<SoftPrecision::kPerCentroid>(z, s, pc, n, z_hat, lse); break;
+    case SoftPrecision::kFull: forward_all<SoftPrecision::kFull>(z, s, pc, n, z_hat, lse); break;
+  }
+}
+
+void soft_quantize_backward_cpu(const float* grad, const float* z, const float* codebook, const float* s,
+                                SoftPrecision s_mode, const float* log_prior, const float* z_hat, const float* lse,
+                                int64_t n, int64_t k, int64_t d, float* grad_z, float* grad_codebook, float* grad_s,
+                                float* grad_log_prior) {
+  check_args("soft_quantize_backward_cpu", n, k, d, s_mode);
+  LATENTOPS_CHECK(codebook != nullptr && grad_codebook != nullptr, "soft_quantize_backward_cpu: null pointer argument");
+  if (n == 0) {  // nothing flows back: zero gradients for the parameters
+    std::fill(grad_codebook, grad_codebook + k * d, 0.f);
+    if (grad_log_prior) std::fill(grad_log_prior, grad_log_prior + k, 0.f);
+    if (grad_s && s_mode == SoftPrecision::kScalar) grad_s[0] = 0.f;
+    if (grad_s && s_mode == SoftPrecision::kPerCentroid) std::fill(grad_s, grad_s + k, 0.f);
+    return;
+  }
+  // z_hat is not read: δ_n = g_n·ẑ_n is recomputed as Σ_k p_nk g_n·c_k from the same products that
+  // give a_nk, which keeps Σ_k a_nk at rounding level (and lse is refined the same way).
+  (void)z_hat;
+  LATENTOPS_CHECK(grad != nullptr && z != nullptr && s != nullptr && lse != nullptr && grad_z != nullptr,
+                  "soft_quantize_backward_cpu: null pointer argument");
+  Prepared pc;
+  prepare(codebook, s, s_mode, log_prior, k, d, pc);
+  switch (s_mode) {
+    case SoftPrecision::kScalar:
+      backward_all<SoftPrecision::kScalar>(grad, z, s, pc, lse, n, grad_z, grad_codebook, grad_s, grad_log_prior);
+      break;
+    case SoftPrecision::kPerRow:
+      backward_all<SoftPrecision::kPerRow>(grad, z, s, pc, lse, n, grad_z, grad_codebook, grad_s, grad_log_prior);
+      break;
+    case SoftPrecision::kPerCentroid:
+      backward_all<SoftPrecision::kPerCentroid>(grad, z, s, pc, lse, n, grad_z, grad_codebook, grad_s,
+                                                grad_log_prior);
+      break;
+    case SoftPrecision::kFull:
+      backward_all<SoftPrecision::kFull>(grad, z, s, pc, lse, n, grad_z, grad_codebook, grad_s, grad_log_prior);
+      break;
+  }
+}
+
+}  // namespace latentops
