@@ -16,13 +16,16 @@
 //             shift that keeps the row-summed grad_s free of cancellation). Sweep 2: p, a = p(g·c' − δ)
 //             and w = a·s overwrite the tile in place; grad_z acc += W·C'; grad_c acc += [P; W]ᵀ[G; Z']
 //             (one product over 2R rows), finished as Σ(p g + w z') − c'·Σ w.
+//             When the codebook is moderate (kpad ≤ 8192), sweep 1 keeps its g·c' and z'·c' tiles and
+//             p₁ = exp(l − stored lse) for the whole row block (3 x R x kpad floats per thread), and
+//             sweep 2 reuses them (p = p₁ / Σ p₁) instead of redoing both products and the exp.
 // Logits are formed in float64 from the fp32 dot products (|l| reaches thousands for large s·d, and
 // the softmax needs l − max to float accuracy). exp is a Cephes-style polynomial (about 1 ulp);
 // arguments below −87 give exactly 0 so nothing denormal reaches the products.
 //
 // Memory: the shifted codebook twice (row-major and block-transposed), O(k) side arrays, per thread
-// one R x Kb tile pair and R x d accumulators, plus for the backward a k x d grad_c accumulator and
-// O(k) column sums per thread. Never n x k.
+// one R x Kb tile pair and R x d accumulators, plus for the backward a k x d grad_c accumulator,
+// O(k) column sums and (k ≤ 8192) the 3 x R x k sweep-1 cache per thread. Never n x k.
 #include "latentops/soft_quantize.h"
 
 #include <algorithm>
@@ -170,6 +173,48 @@ void micro_kernel(int64_t inner, const float* a, int64_t a_rs, int64_t a_ts, con
   }
 }
 
+// The full 6 x 16 tile with the twelve accumulators as named locals (the array form above spills
+// them to the stack on every iteration) and the six A rows addressed from two pointers.
+void micro_kernel_6x16(int64_t inner, const float* a, int64_t a_rs, int64_t a_ts, const float* b, int64_t ldb,
+                       float* out, int64_t ldo, bool accumulate) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const float* p0 = a;
+  const float* p3 = a + 3 * a_rs;
+  const int64_t rs2 = 2 * a_rs;
+  for (int64_t t = 0; t < inner; ++t) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    b += ldb;
+    __m256 av = _mm256_broadcast_ss(p0);
+    c00 = _mm256_fmadd_ps(av, b0, c00);
+    c01 = _mm256_fmadd_ps(av, b1, c01);
+    av = _mm256_broadcast_ss(p0 + a_rs);
+    c10 = _mm256_fmadd_ps(av, b0, c10);
+    c11 = _mm256_fmadd_ps(av, b1, c11);
+    av = _mm256_broadcast_ss(p0 + rs2);
+    c20 = _mm256_fmadd_ps(av, b0, c20);
+    c21 = _mm256_fmadd_ps(av, b1, c21);
+    av = _mm256_broadcast_ss(p3);
+    c30 = _mm256_fmadd_ps(av, b0, c30);
+    c31 = _mm256_fmadd_ps(av, b1, c31);
+    av = _mm256_broadcast_ss(p3 + a_rs);
+    c40 = _mm256_fmadd_ps(av, b0, c40);
+    c41 = _mm256_fmadd_ps(av, b1, c41);
+    av = _mm256_broadcast_ss(p3 + rs2);
+    c50 = _mm256_fmadd_ps(av, b0, c50);
+    c51 = _mm256_fmadd_ps(av, b1, c51);
+    p0 += a_ts;
+    p3 += a_ts;
+  }
+  const __m256 res[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+  for (int i = 0; i < 6; ++i) {
+    for (int v = 0; v < 2; ++v) {
+      float* o = out + i * ldo + v * 8;
+      _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), res[2 * i + v]) : res[2 * i + v]);
+    }
+  }
+}
+
 using MicroKernel = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, bool);
 
 template <int NV>
@@ -180,7 +225,7 @@ MicroKernel pick_rows(int64_t mr) {
     case 3: return micro_kernel<3, NV>;
     case 4: return micro_kernel<4, NV>;
     case 5: return micro_kernel<5, NV>;
-    default: return micro_kernel<6, NV>;
+    default: return NV == 2 ? micro_kernel_6x16 : micro_kernel<6, NV>;
   }
 }
 
@@ -395,6 +440,7 @@ struct BackwardScratch {
   Buffer grad_c;  // kpad x dp
   std::vector<double> col_w, col_a, col_s;  // Σ_n w_nk, Σ_n a_nk, Σ_n dL/ds_nk (per centroid)
   Buffer tile_cols;                         // per-tile column sums (3 x kColBlock)
+  Buffer cache;  // when k is moderate, sweep 1's tiles for all blocks (blocks x 3R x kColBlock): g·c', z'·c', p
   double s_total = 0.0;
 };
 
@@ -422,6 +468,7 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
   float* dist_ref = w.dist_ref.get();
   double* lse = w.lse.data();
   float* cols = w.tile_cols.get();
+  float* cache = w.cache.get();
   std::fill(gz, gz + 2 * R * dp, 0.f);
   load_rows(grad, nullptr, row0, rows, d, dp, gz, nullptr);
   double zn_d_row[kRowBlock];
@@ -443,6 +490,7 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
     const int64_t j0 = blk * kColBlock;
     const int64_t kb = std::min(kColBlock, k - j0);
     const int64_t kb8 = round_up(kb, 8);
+    if (cache) tile = cache + blk * 3 * R * kColBlock;
     backward_products(pc, gz, rows, j0, kb8, tile);
     const double* c_sq_d = pc.c_sq_d.data() + j0;
     const float* c_sq = pc.c_sq.get() + j0;
@@ -451,6 +499,7 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
       const int64_t row = row0 + r;
       const float* gc_row = tile + r * kColBlock;
       const float* dot_row = tile + (R + r) * kColBlock;
+      float* p_keep = tile + (2 * R + r) * kColBlock;  // only with the cache
       const __m256d zn_d = _mm256_set1_pd(zn_d_row[r]), lse_v = _mm256_set1_pd(lse[r]);
       const __m256 zn_v = _mm256_set1_ps(zn[r]);
       // Float64 sums: p·(g·c') is exact there, so a one-hot row gets δ = g·c'_k exactly.
@@ -458,6 +507,7 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
       for (int64_t j = 0; j < kb8; j += 8) {
         const __m256 sv = load_s<M>(s, s_col, row, k, j0 + j, kb - j);
         const __m256 p = exp256(logit_minus(zn_d, c_sq_d + j, dot_row + j, sv, bias + j, lse_v));
+        if (cache) _mm256_storeu_ps(p_keep + j, p);
         const __m256 gc = _mm256_loadu_ps(gc_row + j);
         const __m256d p_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(p));
         const __m256d p_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1));
@@ -475,8 +525,13 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
       if (kRowConstant) sum_pd[r] += hsum_pd(spd);
     }
   }
+  // With the cache, sweep 2 takes p = p₁ / Σ p₁ (p₁ = exp(l − stored lse), kept by sweep 1) instead of
+  // a second exp: the same as exp(l − refined lse) up to rounding.
+  float p_scale[kRowBlock];
   for (int64_t r = 0; r < rows; ++r) {
+    p_scale[r] = 1.f;
     if (sum_p[r] > 0.0 && std::isfinite(sum_p[r])) {
+      p_scale[r] = static_cast<float>(1.0 / sum_p[r]);
       lse[r] += std::log(sum_p[r]);
       delta[r] = static_cast<float>(sum_pg[r] / sum_p[r]);
       dist_ref[r] = static_cast<float>(sum_pd[r] / sum_p[r]);
@@ -492,8 +547,12 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
     const int64_t j0 = blk * kColBlock;
     const int64_t kb = std::min(kColBlock, k - j0);
     const int64_t kb8 = round_up(kb, 8);
-    // Tile rows [0, R): g·c' then p; rows [R, 2R): z'·c' then w.
-    backward_products(pc, gz, rows, j0, kb8, tile);
+    // Tile rows [0, R): g·c' then p; rows [R, 2R): z'·c' then w (sweep 1's tiles when cached).
+    if (cache) {
+      tile = cache + blk * 3 * R * kColBlock;
+    } else {
+      backward_products(pc, gz, rows, j0, kb8, tile);
+    }
     const double* c_sq_d = pc.c_sq_d.data() + j0;
     const float* c_sq = pc.c_sq.get() + j0;
     const float* bias = pc.bias.get() + j0;
@@ -509,12 +568,15 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
       const __m256 zn_v = _mm256_set1_ps(zn[r]);
       const __m256 delta_v = _mm256_set1_ps(delta[r]);
       const __m256 ref_v = _mm256_set1_ps(dist_ref[r]);
+      const __m256 scale_v = _mm256_set1_ps(p_scale[r]);
+      const float* p_kept = tile + (2 * R + r) * kColBlock;  // only with the cache
       __m256 sum_w = _mm256_setzero_ps(), sum_s = _mm256_setzero_ps();
       float* gs_row = M == SoftPrecision::kFull && grad_s ? grad_s + row * k + j0 : nullptr;
       for (int64_t j = 0; j < kb8; j += 8) {
         const int64_t valid = kb - j;
         const __m256 sv = load_s<M>(s, s_col, row, k, j0 + j, valid);
-        const __m256 p = exp256(logit_minus(zn_d, c_sq_d + j, w_row + j, sv, bias + j, lse_v));  // padding: 0
+        const __m256 p = cache ? _mm256_mul_ps(_mm256_loadu_ps(p_kept + j), scale_v)
+                               : exp256(logit_minus(zn_d, c_sq_d + j, w_row + j, sv, bias + j, lse_v));  // padding: 0
         __m256 dist = sq_distance(zn_v, c_sq + j, w_row + j);
         if (kRowConstant) dist = _mm256_sub_ps(dist, ref_v);  // Σ_k a_nk = 0, so any per-row shift is exact
         const __m256 a = _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(p_row + j), delta_v));
@@ -615,6 +677,7 @@ void backward_all(const float* grad, const float* z, const float* s, const Prepa
     w.col_a.assign(static_cast<size_t>(k), 0.0);
     if (M == SoftPrecision::kPerCentroid) w.col_s.assign(static_cast<size_t>(k), 0.0);
     w.tile_cols.reset(3 * kColBlock);
+    if (pc.kpad <= 8192) w.cache.reset(static_cast<size_t>(pc.blocks * 3 * kRowBlock * kColBlock));
   }
 #pragma omp parallel num_threads(team) if (team > 1)
   {
