@@ -43,6 +43,7 @@
 #endif
 
 #include "latentops/checks.h"
+#include "latentops/cpu_scratch.h"
 
 #if !(defined(__AVX2__) && defined(__FMA__))
 #error "soft_quantize.cpp needs AVX2 and FMA (compile with -march=x86-64-v3)"
@@ -56,45 +57,7 @@ constexpr int64_t kRowBlock = 48;   // z rows per work item (multiple of kMR)
 constexpr int64_t kColBlock = 128;  // centroids per tile (multiple of 16)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// 64-byte aligned zeroed scratch. Allocated outside parallel regions only, so a std::bad_alloc
-// never has to cross an OpenMP boundary.
-class Buffer {
- public:
-  Buffer() = default;
-  explicit Buffer(size_t count) { reset(count); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  Buffer(Buffer&& o) noexcept : ptr_(o.ptr_) { o.ptr_ = nullptr; }
-  ~Buffer() { std::free(ptr_); }
-  void reset(size_t count) {
-    std::free(ptr_);
-    ptr_ = nullptr;
-    const size_t bytes = ((count + 16) * sizeof(float) + 63) / 64 * 64;
-    ptr_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (ptr_ == nullptr) throw std::bad_alloc();
-    std::memset(ptr_, 0, bytes);
-  }
-  float* get() const { return ptr_; }
-
- private:
-  float* ptr_ = nullptr;
-};
-
-int max_threads() {
-#ifdef _OPENMP
-  return std::max(1, omp_get_max_threads());
-#else
-  return 1;
-#endif
-}
-
-int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
+using Buffer = AlignedBuffer<float>;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
