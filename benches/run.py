@@ -171,10 +171,13 @@ def soft_quantize_case(n: int, k: int, d: int, device: str, quick: bool) -> Case
         return run
 
     for backend in latentops._backend.available_on(torch.device(device)):
-        if backend in ("cuda",) or (backend == "triton" and device == "cpu"):
-            continue  # no CUDA soft-quantization kernel yet; the interpreter is for tests
-        measure(case, f"latentops {backend}", step(lambda b=backend: latentops.soft_quantize(z, c, 1.0, backend=b)),
-                device, budget_s=budget)
+        if backend == "triton" and device == "cpu":
+            continue  # the interpreter is for tests
+        # CPU kernels are always exact; on the GPU both tensor-core settings get a row.
+        for accuracy in ("exact", "fast") if device == "cuda" and backend != "torch" else ("exact",):
+            label = f"latentops {backend}" + (f" {accuracy}" if device == "cuda" and backend != "torch" else "")
+            measure(case, label, step(lambda b=backend, a=accuracy: latentops.soft_quantize(
+                z, c, 1.0, backend=b, accuracy=a)), device, budget_s=budget)
     measure(case, "torch cdist→softmax→matmul",
             step(lambda: torch.softmax(-0.5 * torch.cdist(z, c).square(), 1) @ c), device, budget_s=budget)
     if device == "cuda":

@@ -91,5 +91,37 @@ PYBIND11_MODULE(_C, m) {
       py::arg("z"), py::arg("codebook"), py::arg("n"), py::arg("k"), py::arg("d"),
       py::arg("dtype"), py::arg("exact"), py::arg("indices"), py::arg("sq_dist"),
       py::arg("workspace"), py::arg("stream"));
+
+  m.def(
+      "soft_quantize_forward_cuda",
+      [](uintptr_t z, uintptr_t c_centred, uintptr_t c_sq, uintptr_t mu, uintptr_t s, int s_mode,
+         uintptr_t log_prior, int64_t n, int64_t k, int64_t d, bool exact, uintptr_t z_hat,
+         uintptr_t lse, uintptr_t stream) {
+        latentops::soft_quantize_forward_cuda(
+            as_ptr<const float>(z), as_ptr<const float>(c_centred), as_ptr<const float>(c_sq),
+            as_ptr<const float>(mu), as_ptr<const float>(s), static_cast<SoftPrecision>(s_mode),
+            as_ptr<const float>(log_prior), n, k, d, exact, as_ptr<float>(z_hat),
+            as_ptr<float>(lse), as_ptr<void>(stream));
+      },
+      py::arg("z"), py::arg("c_centred"), py::arg("c_sq"), py::arg("mu"), py::arg("s"),
+      py::arg("s_mode"), py::arg("log_prior"), py::arg("n"), py::arg("k"), py::arg("d"),
+      py::arg("exact"), py::arg("z_hat"), py::arg("lse"), py::arg("stream"));
+  m.def(
+      "soft_quantize_backward_cuda",
+      [](uintptr_t grad, uintptr_t z, uintptr_t c_centred, uintptr_t c_sq, uintptr_t mu,
+         uintptr_t s, int s_mode, uintptr_t log_prior, int64_t n, int64_t k, int64_t d, bool exact,
+         uintptr_t workspace, uintptr_t grad_z, uintptr_t grad_codebook, uintptr_t grad_s,
+         uintptr_t grad_log_prior, uintptr_t stream) {
+        latentops::soft_quantize_backward_cuda(
+            as_ptr<const float>(grad), as_ptr<const float>(z), as_ptr<const float>(c_centred),
+            as_ptr<const float>(c_sq), as_ptr<const float>(mu), as_ptr<const float>(s),
+            static_cast<SoftPrecision>(s_mode), as_ptr<const float>(log_prior), n, k, d, exact,
+            as_ptr<float>(workspace), as_ptr<float>(grad_z), as_ptr<float>(grad_codebook),
+            as_ptr<float>(grad_s), as_ptr<float>(grad_log_prior), as_ptr<void>(stream));
+      },
+      py::arg("grad"), py::arg("z"), py::arg("c_centred"), py::arg("c_sq"), py::arg("mu"),
+      py::arg("s"), py::arg("s_mode"), py::arg("log_prior"), py::arg("n"), py::arg("k"),
+      py::arg("d"), py::arg("exact"), py::arg("workspace"), py::arg("grad_z"),
+      py::arg("grad_codebook"), py::arg("grad_s"), py::arg("grad_log_prior"), py::arg("stream"));
 #endif
 }

@@ -445,10 +445,11 @@ def _d_blocks(dtype: torch.dtype, d: int) -> tuple[int, int, bool]:
 
 
 # (BLOCK_N, BLOCK_K, num_warps, num_stages) per kernel. GPU defaults chosen for
-# N=65536 K=4096 D=64 fp32 (to be tuned on an H100); the interpreter gets one small config.
-def _config(kernel: str, single_d: bool) -> tuple[int, int, int, int]:
+# N=65536 K=4096 D=64 fp32 (to be tuned on an H100). The interpreter pays per tile, not per element:
+# small tiles (the masks and loops get exercised) unless the codebook is large.
+def _config(kernel: str, single_d: bool, k: int) -> tuple[int, int, int, int]:
     if _INTERPRET:
-        return 16, 16, 1, 1
+        return 16, max(16, min(1024, triton.next_power_of_2(k) // 16)), 1, 1
     if kernel == "forward":
         return (128, 64, 8, 2) if single_d else (64, 64, 4, 2)
     if kernel == "rows":
@@ -497,7 +498,7 @@ def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tens
     mu, c_val, c_dist, c_sq = _prepare(z, codebook)
     dist_prec, value_prec = _precisions(z.dtype, precision)
     block_d, block_dv, single_d = _d_blocks(z.dtype, d)
-    block_n, block_k, warps, stages = _config("forward", single_d)
+    block_n, block_k, warps, stages = _config("forward", single_d, k)
     has_prior = log_prior is not None
     b = log_prior if has_prior else c_sq  # placeholder pointer when absent
     with _device_guard(z):
@@ -569,14 +570,14 @@ def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.
                 grad, z_hat, mu, delta, n, d,
                 BLOCK_N=delta_bn, BLOCK_D=min(64, max(16, triton.next_power_of_2(d))), num_warps=4)
 
-        block_n, block_k, warps, stages = _config("rows", single_d)
+        block_n, block_k, warps, stages = _config("rows", single_d, k)
         _soft_quantize_backward_rows_kernel[(triton.cdiv(n, block_n), n_dv)](
             z, grad, c_dist, c_val, c_sq, mu, s, b, delta, row_max, inv_l,
             grad_z, grad_s if grad_s is not None else delta,
             n, k, d,
             DELTA_PASS=delta_pass, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages, **common)
 
-        block_n, block_k, warps, stages = _config("centroids", single_d)
+        block_n, block_k, warps, stages = _config("centroids", single_d, k)
         _soft_quantize_backward_centroids_kernel[(triton.cdiv(k, block_k), n_dv)](
             z, grad, c_dist, c_val, c_sq, mu, s, b, delta, row_max, inv_l,
             grad_c, grad_s if grad_s is not None else delta,

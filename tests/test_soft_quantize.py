@@ -73,6 +73,48 @@ def test_forward_and_gradients_match_float64(backend, kind, with_prior, gen):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_accuracy_lands_where_tf32_does(backend, gen):
+    """accuracy="fast" (one tf32 product on GPUs; the CPU kernels stay exact) against float64,
+    relative to how far a plain tf32-rounded computation lands."""
+    device = _device(backend)
+    n, k, d = (13, 5, 3) if backend == "triton" and not CUDA else (301, 77, 40)
+    z64 = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    c64 = torch.randn(k, d, generator=gen, dtype=torch.float64)
+    g64 = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    s = 4.0 / d
+    z64.requires_grad_(True), c64.requires_grad_(True)
+    _plain(z64, c64, s, None).backward(g64)
+    z = z64.detach().float().to(device).requires_grad_(True)
+    c = c64.detach().float().to(device).requires_grad_(True)
+    out = latentops.soft_quantize(z, c, s, accuracy="fast", backend=backend)
+    out.backward(g64.float().to(device))
+    tf32_error = 2.0 ** -11 * d ** 0.5 * s * z64.detach().norm(dim=1).max().item() * c64.detach().norm(dim=1).max().item()
+    assert _rel(out.cpu(), _plain(z64.detach(), c64.detach(), s, None)) < max(10 * tf32_error, 1e-4)
+    assert _rel(z.grad.cpu(), z64.grad) < max(20 * tf32_error, 1e-3)
+    assert _rel(c.grad.cpu(), c64.grad) < max(20 * tf32_error, 1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n, k, d", [(3, 65536, 2), (5, 7, 512)], ids=["K=65536", "D=512"])
+def test_large_codebooks_and_dimensions(backend, n, k, d, gen):
+    """The issue's limits, D up to 512 and K up to 65536, on every backend (few rows: the
+    interpreter runs every tile)."""
+    device = _device(backend)
+    z64 = torch.randn(n, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    c64 = torch.randn(k, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    g64 = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    s = 2.0 / d
+    _plain(z64, c64, s, None).backward(g64)
+    z = z64.detach().float().to(device).requires_grad_(True)
+    c = c64.detach().float().to(device).requires_grad_(True)
+    out = latentops.soft_quantize(z, c, s, backend=backend)
+    out.backward(g64.float().to(device))
+    assert _rel(out.cpu(), _plain(z64.detach(), c64.detach(), s, None)) < 2e-5
+    assert _rel(z.grad.cpu(), z64.grad) < 1e-4
+    assert _rel(c.grad.cpu(), c64.grad) < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_half_inputs(backend, dtype, gen):
     if backend == "triton" and not CUDA and dtype == torch.bfloat16:
@@ -149,8 +191,9 @@ def test_opcheck(backend, gen):
     c = torch.randn(6, 5, generator=gen).to(device).requires_grad_(True)
     s = (torch.rand(13, generator=gen) + 0.5).to(device).requires_grad_(True)
     b = torch.randn(6, generator=gen).to(device).requires_grad_(True)
-    torch.library.opcheck(torch.ops.latentops.soft_quantize_fwd, (z, c, s, 1, b, backend))
-    torch.library.opcheck(torch.ops.latentops.soft_quantize_fwd, (z.detach(), c.detach(), s[:1].detach(), 0, None, backend))
+    torch.library.opcheck(torch.ops.latentops.soft_quantize_fwd, (z, c, s, 1, b, backend, True))
+    torch.library.opcheck(torch.ops.latentops.soft_quantize_fwd,
+                          (z.detach(), c.detach(), s[:1].detach(), 0, None, backend, False))
 
 
 def test_torch_compile_fullgraph(gen):
@@ -177,7 +220,8 @@ def test_torch_compile_fullgraph(gen):
         ({"log_prior": torch.zeros(3)}, ValueError, r"log_prior must have shape \(K,\) = \(5,\)"),
         ({"z": torch.ones(4, 3, dtype=torch.int32)}, TypeError, r"z must be float"),
         ({"codebook": torch.randn(5, 3, device="meta")}, ValueError, r"z on cpu, codebook on meta"),
-        ({"backend": "cuda"}, ValueError, r"soft_quantize has no 'cuda' kernel yet"),
+        ({"backend": "cuda"}, ValueError, r"backend 'cuda' cannot run on cpu tensors"),
+        ({"accuracy": "tf32"}, ValueError, r"accuracy must be one of \('exact', 'fast'\), got 'tf32'"),
     ],
 )
 def test_bad_input_raises_clear_errors(kwargs, error, match):

@@ -94,11 +94,12 @@ def use_backend(name: str | None):
 
 
 def resolve(backend: str | None, device: torch.device, *, implemented: tuple = BACKEND_NAMES,
-            op: str = "this op") -> str:
+            op: str = "this op", explicit_only: tuple = ()) -> str:
     """The backend a call of `op` on `device` runs on: the requested one (argument, context, then
     environment) or the fastest present that has a kernel for `op`; raises ValueError if the
     requested one cannot run it. A context or environment choice that `op` lacks a kernel for
-    falls back to the automatic choice; an explicit argument does not."""
+    falls back to the automatic choice; an explicit argument does not. Backends in
+    `explicit_only` (kernels not yet validated on hardware) are never the automatic choice."""
     requested = backend
     if requested is None and _selected:
         requested = _selected[-1]
@@ -108,7 +109,7 @@ def resolve(backend: str | None, device: torch.device, *, implemented: tuple = B
         requested = None
     usable = [name for name in available_on(device) if name in implemented]
     if requested is None:
-        return usable[0]
+        return next(name for name in usable if name not in explicit_only)
     _check_name(requested, "backend")
     if requested not in implemented:
         raise ValueError(f"{op} has no {requested!r} kernel yet; it has {list(implemented)}")

@@ -25,4 +25,20 @@ void soft_quantize_backward_cpu(const float* grad, const float* z, const float* 
                                 int64_t d, float* grad_z, float* grad_codebook, float* grad_s,
                                 float* grad_log_prior);
 
+// CUDA kernels (sm_80+, float32 operands). The caller centres the codebook on its mean mu:
+// c_centred = codebook - mu (k x d), c_sq = ||c_centred||^2 (k), mu (d). `exact`: 3xTF32 tensor-core
+// products (fp32-accurate); otherwise one tf32 product (~3e-4 relative). `stream` is a cudaStream_t.
+void soft_quantize_forward_cuda(const float* z, const float* c_centred, const float* c_sq,
+                                const float* mu, const float* s, SoftPrecision s_mode,
+                                const float* log_prior, int64_t n, int64_t k, int64_t d, bool exact,
+                                float* z_hat, float* lse, void* stream);
+// workspace: 4 * n floats. grad_s: per-row partial sums (n) for the scalar layout (the caller sums
+// them), else s's layout; grad_s and grad_log_prior may be null.
+void soft_quantize_backward_cuda(const float* grad, const float* z, const float* c_centred,
+                                 const float* c_sq, const float* mu, const float* s,
+                                 SoftPrecision s_mode, const float* log_prior, int64_t n, int64_t k,
+                                 int64_t d, bool exact, float* workspace, float* grad_z,
+                                 float* grad_codebook, float* grad_s, float* grad_log_prior,
+                                 void* stream);
+
 }  // namespace latentops

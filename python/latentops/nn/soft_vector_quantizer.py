@@ -36,6 +36,7 @@ class SoftVectorQuantizer(nn.Module):
         beta: weight of the commitment term: loss = mean ‖ẑ − sg(z)‖² + beta · mean ‖sg(ẑ) − z‖².
         straight_through: the decoder gets z + sg(ẑ − z) (as the authors' code does) instead of ẑ
             with its full gradient.
+        accuracy: "exact" or "fast" (tf32 tensor cores on GPUs), as for latentops.soft_quantize.
 
     forward(z, precision=None, hard=False) -> SoftVQOutput(quantized, loss, perplexity):
         precision: optional tensor from the encoder (a per-sample precision head) of shape (N, 1) /
@@ -46,7 +47,7 @@ class SoftVectorQuantizer(nn.Module):
 
     def __init__(self, dim: int, codebook_size: int, *, noise_std: float = 0.0,
                  precision: float = 1.0, learn_precision: bool = False, beta: float = 0.25,
-                 straight_through: bool = False):
+                 straight_through: bool = False, accuracy: str = "exact"):
         super().__init__()
         for name, value in (("dim", dim), ("codebook_size", codebook_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -60,6 +61,9 @@ class SoftVectorQuantizer(nn.Module):
         self.dim, self.codebook_size = dim, codebook_size
         self.noise_std, self.beta = float(noise_std), float(beta)
         self.straight_through = bool(straight_through)
+        if accuracy not in ("exact", "fast"):
+            raise ValueError(f"accuracy must be 'exact' or 'fast', got {accuracy!r}")
+        self.accuracy = accuracy
         self.codebook = nn.Parameter(torch.randn(codebook_size, dim))
         log_precision = torch.tensor(math.log(precision))
         if learn_precision:
@@ -69,7 +73,7 @@ class SoftVectorQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, codebook_size={self.codebook_size}, noise_std={self.noise_std}, "
-                f"beta={self.beta}, straight_through={self.straight_through}")
+                f"beta={self.beta}, straight_through={self.straight_through}, accuracy={self.accuracy!r}")
 
     def forward(self, z: torch.Tensor, precision: torch.Tensor | None = None,
                 hard: bool = False) -> SoftVQOutput:
@@ -85,7 +89,7 @@ class SoftVectorQuantizer(nn.Module):
             noisy = z
             if self.training and self.noise_std > 0:
                 noisy = z + self.noise_std * torch.randn_like(z)
-            z_hat = soft_quantize(noisy, self.codebook, s)
+            z_hat = soft_quantize(noisy, self.codebook, s, accuracy=self.accuracy)
         loss = (z_hat.float() - z.detach().float()).square().mean() + \
             self.beta * (z_hat.detach().float() - z.float()).square().mean()
         quantized = z + (z_hat - z).detach() if self.straight_through else z_hat

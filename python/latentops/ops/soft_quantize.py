@@ -10,13 +10,16 @@ from latentops import _backend
 from latentops.ops._checks import check_same_device, check_tensor
 from latentops.reference import soft_quantize as reference
 
-# Backends with a soft-quantization kernel; the CUDA one is not written yet (CUDA tensors run Triton).
-IMPLEMENTED = ("triton", "cpu", "torch")
+IMPLEMENTED = ("cuda", "triton", "cpu", "torch")
+# The CUDA kernel has not yet run on a GPU (written and compiled without one): it runs only when asked
+# for by name, and CUDA tensors default to Triton until the GPU test suite has passed on it.
+EXPLICIT_ONLY = ("cuda",)
+ACCURACIES = ("exact", "fast")
 
 
 def soft_quantize(z: torch.Tensor, codebook: torch.Tensor, precision=1.0,
-                  log_prior: torch.Tensor | None = None, *, backend: str | None = None,
-                  return_probs: bool = False):
+                  log_prior: torch.Tensor | None = None, *, accuracy: str = "exact",
+                  backend: str | None = None, return_probs: bool = False):
     """ẑ_n = Σ_k p_nk c_k with p_n = softmax_k(−½·s_nk·‖z_n − c_k‖² + b_k).
 
     Args:
@@ -26,8 +29,11 @@ def soft_quantize(z: torch.Tensor, codebook: torch.Tensor, precision=1.0,
             number of vectors in z (z's leading dims may stand for N: (..., 1) or (..., K)).
             Differentiable when a tensor.
         log_prior: None or (K,): b, the log prior of the centroids (differentiable).
-        backend: "triton", "cpu" or "torch" (no CUDA kernel yet: CUDA tensors use Triton); None
-            picks the fastest for the device.
+        accuracy: "exact" (default): fp32-accurate dot products (3xTF32 on GPU tensor cores, fp32
+            FMA on the CPU); "fast": one tf32 tensor-core product on the GPU (~3e-4 relative error
+            in the distances, scaled by s). The CPU and torch backends are always exact.
+        backend: "cuda", "triton", "cpu" or "torch"; None picks the fastest for the device (Triton
+            for CUDA tensors: the CUDA kernel is used only when named, until validated on a GPU).
         return_probs: also return the (..., K) posteriors p (materialized: small problems only).
 
     Returns:
@@ -49,6 +55,8 @@ def soft_quantize(z: torch.Tensor, codebook: torch.Tensor, precision=1.0,
     lead = z.shape[:-1]
     n = z.reshape(-1, d).shape[0]
     s, s_mode = _precision_layout(precision, lead, n, k, device)
+    if accuracy not in ACCURACIES:
+        raise ValueError(f"accuracy must be one of {ACCURACIES}, got {accuracy!r}")
     if log_prior is not None:
         check_tensor("log_prior", log_prior)
         check_same_device(z=z, log_prior=log_prior)
@@ -60,9 +68,11 @@ def soft_quantize(z: torch.Tensor, codebook: torch.Tensor, precision=1.0,
     if dtype == torch.float64:
         chosen = "torch"
     else:
-        chosen = _backend.resolve(backend, device, implemented=IMPLEMENTED, op="soft_quantize")
+        chosen = _backend.resolve(backend, device, implemented=IMPLEMENTED, op="soft_quantize",
+                                  explicit_only=EXPLICIT_ONLY)
         s = s.float()
-    z_hat, _ = torch.ops.latentops.soft_quantize_fwd(z2, c, s, s_mode, log_prior, chosen)
+    z_hat, _ = torch.ops.latentops.soft_quantize_fwd(z2, c, s, s_mode, log_prior, chosen,
+                                                     accuracy == "exact")
     z_hat = z_hat.to(z.dtype).reshape(z.shape)
     if not return_probs:
         return z_hat
@@ -94,12 +104,16 @@ def _precision_layout(precision, lead, n: int, k: int, device) -> tuple[torch.Te
 
 @torch.library.custom_op("latentops::soft_quantize_fwd", mutates_args=())
 def _soft_quantize_fwd(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor, s_mode: int,
-                       log_prior: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+                       log_prior: torch.Tensor | None, backend: str,
+                       exact: bool) -> tuple[torch.Tensor, torch.Tensor]:
     z, codebook, s = z.contiguous(), codebook.contiguous(), s.contiguous()
     if z.shape[0] == 0:
         return _empty_like_outputs(z)
+    if backend == "cuda":
+        return _fwd_cuda(z, codebook, s, s_mode, log_prior, exact)
     if backend == "triton":
-        return _backend.triton_kernels.soft_quantize.soft_quantize_forward(z, codebook, s, s_mode, log_prior)
+        return _backend.triton_kernels.soft_quantize.soft_quantize_forward(
+            z, codebook, s, s_mode, log_prior, precision=_triton_precision(exact))
     if backend == "cpu":
         z, codebook = z.float(), codebook.float()  # named: the kernel reads them after this line
         z_hat, lse = _empty_like_outputs(z)
@@ -119,20 +133,71 @@ def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+def _triton_precision(exact: bool) -> str:
+    return "tf32x3" if exact else "tf32"
+
+
+def _centred_codebook(codebook: torch.Tensor):
+    """(c − μ, ‖c − μ‖², μ) in float32, μ the codebook mean: the CUDA kernel's operands."""
+    mu = codebook.mean(0, dtype=torch.float64).to(torch.float32)
+    c_centred = (codebook.float() - mu).contiguous()
+    return c_centred, c_centred.double().square().sum(1).to(torch.float32), mu.contiguous()
+
+
+def _fwd_cuda(z, codebook, s, s_mode, log_prior, exact):
+    z = z.float().contiguous()
+    (n, d), k = z.shape, codebook.shape[0]
+    z_hat, lse = _empty_like_outputs(z)
+    c_centred, c_sq, mu = _centred_codebook(codebook)
+    with torch.cuda.device(z.device):
+        _backend.native.soft_quantize_forward_cuda(
+            z.data_ptr(), c_centred.data_ptr(), c_sq.data_ptr(), mu.data_ptr(), s.data_ptr(), s_mode,
+            _ptr(log_prior), n, k, d, exact, z_hat.data_ptr(), lse.data_ptr(),
+            torch.cuda.current_stream(z.device).cuda_stream)
+    return z_hat, lse
+
+
+def _bwd_cuda(grad, z, codebook, s, s_mode, log_prior, need_grad_s, need_grad_log_prior, exact):
+    z, grad = z.float().contiguous(), grad.float().contiguous()
+    (n, d), k = z.shape, codebook.shape[0]
+    grad_z = torch.empty_like(z)
+    grad_c = torch.zeros((k, d), dtype=torch.float32, device=z.device)
+    grad_b = torch.zeros(k, dtype=torch.float32, device=z.device) if need_grad_log_prior else None
+    grad_s = None
+    if need_grad_s:  # the scalar layout gets per-row partial sums, summed below
+        grad_s = torch.zeros(n if s_mode == reference.SCALAR else s.shape, dtype=torch.float32,
+                             device=z.device)
+    if n > 0:
+        c_centred, c_sq, mu = _centred_codebook(codebook)
+        workspace = torch.empty(4 * n, dtype=torch.float32, device=z.device)
+        with torch.cuda.device(z.device):
+            _backend.native.soft_quantize_backward_cuda(
+                grad.data_ptr(), z.data_ptr(), c_centred.data_ptr(), c_sq.data_ptr(), mu.data_ptr(),
+                s.data_ptr(), s_mode, _ptr(log_prior), n, k, d, exact, workspace.data_ptr(),
+                grad_z.data_ptr(), grad_c.data_ptr(), _ptr(grad_s), _ptr(grad_b),
+                torch.cuda.current_stream(z.device).cuda_stream)
+    if need_grad_s and s_mode == reference.SCALAR:
+        grad_s = grad_s.sum(dtype=torch.float64).to(torch.float32).reshape(s.shape)
+    return grad_z, grad_c, grad_s, grad_b
+
+
 @_soft_quantize_fwd.register_fake
-def _(z, codebook, s, s_mode, log_prior, backend):
+def _(z, codebook, s, s_mode, log_prior, backend, exact):
     return _empty_like_outputs(z)
 
 
 @torch.library.custom_op("latentops::soft_quantize_bwd", mutates_args=())
 def _soft_quantize_bwd(grad: torch.Tensor, z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor,
                        s_mode: int, log_prior: torch.Tensor | None, z_hat: torch.Tensor,
-                       lse: torch.Tensor, backend: str, need_grad_s: bool,
+                       lse: torch.Tensor, backend: str, exact: bool, need_grad_s: bool,
                        need_grad_log_prior: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     grad, z, codebook, s = grad.contiguous(), z.contiguous(), codebook.contiguous(), s.contiguous()
-    if backend == "triton":
+    if backend == "cuda":
+        out = _bwd_cuda(grad, z, codebook, s, s_mode, log_prior, need_grad_s, need_grad_log_prior, exact)
+    elif backend == "triton":
         out = _backend.triton_kernels.soft_quantize.soft_quantize_backward(
-            grad, z, codebook, s, s_mode, log_prior, z_hat, lse, need_grad_s, need_grad_log_prior)
+            grad, z, codebook, s, s_mode, log_prior, z_hat, lse, need_grad_s, need_grad_log_prior,
+            precision=_triton_precision(exact))
     elif backend == "cpu":
         out = _bwd_cpu(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, need_grad_s,
                        need_grad_log_prior)
@@ -165,7 +230,8 @@ def _bwd_cpu(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, need_grad_s, n
 
 
 @_soft_quantize_bwd.register_fake
-def _(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, backend, need_grad_s, need_grad_log_prior):
+def _(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, backend, exact, need_grad_s,
+      need_grad_log_prior):
     acc = torch.float64 if z.dtype == torch.float64 else torch.float32
     return (z.new_empty(z.shape, dtype=acc), codebook.new_empty(codebook.shape, dtype=acc),
             s.new_empty(s.shape if need_grad_s else (0,), dtype=acc),
@@ -173,8 +239,8 @@ def _(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, backend, need_grad_s,
 
 
 def _setup_context(ctx, inputs, output):
-    z, codebook, s, s_mode, log_prior, backend = inputs
-    ctx.s_mode, ctx.backend, ctx.has_prior = s_mode, backend, log_prior is not None
+    z, codebook, s, s_mode, log_prior, backend, exact = inputs
+    ctx.s_mode, ctx.backend, ctx.exact, ctx.has_prior = s_mode, backend, exact, log_prior is not None
     ctx.save_for_backward(z, codebook, s, log_prior, *output)
     ctx.mark_non_differentiable(output[1])
 
@@ -184,9 +250,10 @@ def _backward(ctx, grad_z_hat, grad_lse):
     z, codebook, s, log_prior, z_hat, lse = ctx.saved_tensors
     need_s, need_b = ctx.needs_input_grad[2], ctx.has_prior and ctx.needs_input_grad[4]
     grad_z, grad_c, grad_s, grad_b = torch.ops.latentops.soft_quantize_bwd(
-        grad_z_hat, z, codebook, s, ctx.s_mode, log_prior, z_hat, lse, ctx.backend, need_s, need_b)
+        grad_z_hat, z, codebook, s, ctx.s_mode, log_prior, z_hat, lse, ctx.backend, ctx.exact,
+        need_s, need_b)
     return (grad_z.to(z.dtype), grad_c.to(codebook.dtype), grad_s.to(s.dtype) if need_s else None,
-            None, grad_b.to(log_prior.dtype) if need_b else None, None)
+            None, grad_b.to(log_prior.dtype) if need_b else None, None, None)
 
 
 _soft_quantize_fwd.register_autograd(_backward, setup_context=_setup_context)
