@@ -80,7 +80,7 @@ def normalized(w: torch.Tensor, mode: str | None) -> torch.Tensor:
     d = w.sum(-1)
     if mode == "sym":
         r = _inverse(d, -0.5)
-        return r.unsqueeze(-1) * w * r.unsqueeze(-2)
+        return w * (r.unsqueeze(-1) * r.unsqueeze(-2))  # r_i·r_j first: a symmetric W stays exactly so
     return w * _inverse(d, -1.0).unsqueeze(-1)
 
 
@@ -135,7 +135,8 @@ def similarity_matrix(xs: list[torch.Tensor], metric: str, sigma: float,
             dist = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * gram).clamp_min(0.0)
             w = torch.exp(dist * (-0.5 / (sigma * sigma)))
             stats.append(sq)
-        w.fill_diagonal_(0.0)
+        w = torch.triu(w, 1)
+        w = w + w.T  # exactly symmetric, like the kernels (a GEMM may round (i, j) and (j, i) apart)
         ws.append(w.clamp_min(0.0) if relu else w)
     return torch.stack(ws), torch.stack(stats)
 
