@@ -23,6 +23,8 @@ computes the kernels' stages with the same contracts as the C++ and Triton kerne
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 METRICS = ("cosine", "gaussian")
@@ -195,8 +197,11 @@ def sparse_backward(xs: list[torch.Tensor], rowptr, col, coef, alpha, beta, gamm
         lo, hi = gi * n, (gi + 1) * n
         ptr = rowptr[lo:hi + 1]
         start, stop = int(ptr[0]), int(ptr[-1])
-        src = torch.repeat_interleave(torch.arange(n, device=x.device), ptr.diff())
-        acc = torch.zeros_like(x).index_add_(0, src, coef[start:stop].to(acc_t).unsqueeze(1) * x[col[start:stop]])
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": a product is all we use
+            warnings.simplefilter("ignore", UserWarning)
+            csr = torch.sparse_csr_tensor(ptr - start, col[start:stop], coef[start:stop].to(acc_t),
+                                          size=(n, n), check_invariants=False)
+            acc = csr @ x
         grads.append(_row_terms(x, acc, alpha[lo:hi], beta[lo:hi], gamma[lo:hi]))
     return grads
 
