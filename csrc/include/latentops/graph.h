@@ -24,3 +24,19 @@ void similarity_graph_sparse_backward_cpu(const float* const* xs, const int64_t*
                                           const float* gamma, float* const* grads);
 
 }  // namespace latentops
+
+namespace latentops {
+
+// CUDA versions (compiled with the CUDA build only). Same contracts, all pointers (the tables
+// themselves included) in device memory, `stream` a cudaStream_t. Never run on a GPU yet: the
+// Python layer uses them only when backend="cuda" is asked for by name.
+void similarity_graph_cuda(const float* const* xs, const int64_t* dims, int64_t g, int64_t n,
+                           GraphMetric metric, float sigma, bool relu, float* w, float* stats,
+                           void* stream);
+void similarity_graph_sparse_backward_cuda(const float* const* xs, const int64_t* dims, int64_t g,
+                                           int64_t n, const int64_t* rowptr, const int64_t* col,
+                                           const float* coef, const float* alpha,
+                                           const float* beta, const float* gamma,
+                                           float* const* grads, void* stream);
+
+}  // namespace latentops

@@ -418,7 +418,7 @@ def _cuda_similarity(xs, metric, sigma, relu):
     ptrs, dims = _pointer_table(xs).to(dev), _dims(xs).to(dev)
     with torch.cuda.device(dev):
         _backend.native.similarity_graph_cuda(
-            ptrs.data_ptr(), dims.data_ptr(), max(t.shape[1] for t in xs), g, n, _METRIC_CODES[metric],
+            ptrs.data_ptr(), dims.data_ptr(), g, n, _METRIC_CODES[metric],
             float(sigma), bool(relu), w.data_ptr(), stats.data_ptr(), torch.cuda.current_stream().cuda_stream)
     return w, stats
 
@@ -431,7 +431,7 @@ def _cuda_sparse_backward(xs, rowptr, col, coef, alpha, beta, gamma):
     ptrs, out_ptrs, dims = _pointer_table(xs).to(dev), _pointer_table(grads).to(dev), _dims(xs).to(dev)
     with torch.cuda.device(dev):
         _backend.native.similarity_graph_sparse_backward_cuda(
-            ptrs.data_ptr(), dims.data_ptr(), max(t.shape[1] for t in xs), g, n, rowptr.data_ptr(),
+            ptrs.data_ptr(), dims.data_ptr(), g, n, rowptr.data_ptr(),
             col.data_ptr(), coef.data_ptr(), alpha.data_ptr(), beta.data_ptr(), gamma.data_ptr(),
             out_ptrs.data_ptr(), torch.cuda.current_stream().cuda_stream)
     return grads
