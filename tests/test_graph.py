@@ -129,6 +129,29 @@ def test_edge_cases(backend, gen):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_single_node_and_half_inputs(backend, gen):
+    device = _device(backend)
+    empty = torch.randn(2, 0, 5, device=device, requires_grad=True)
+    s = latentops.graph_smoothness(empty, torch.rand(0, 3, device=device), k=3, backend=backend)
+    assert s.shape == (2,) and (s == 0).all()
+    s.sum().backward()
+    assert empty.grad.shape == (2, 0, 5)
+    assert latentops.similarity_graph(torch.randn(0, 4, device=device), k=2, backend=backend).shape == (0, 0)
+    one = latentops.graph_smoothness(torch.randn(1, 4, device=device), torch.rand(1, 2, device=device), k=3,
+                                     backend=backend)
+    assert one.item() == 0.0
+    x = torch.randn(11, 6, generator=gen)
+    y = torch.rand(11, 2, generator=gen)
+    for dtype in (torch.float16, torch.bfloat16):
+        if dtype == torch.bfloat16 and _interpreted(backend):
+            continue  # no bf16 under the Triton interpreter
+        xd = x.to(dtype)
+        s = latentops.graph_smoothness(xd.to(device), y.to(device), k=3, backend=backend)
+        assert s.dtype == torch.float32  # computed in float32 from the 16-bit inputs
+        assert _rel(s, ref.smoothness(xd.double(), y.double(), k=3)) < 2e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_batched_list_and_noncontiguous_inputs(backend, gen):
     device = _device(backend)
     n = 9
