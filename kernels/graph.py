@@ -131,16 +131,21 @@ def _device_guard(t: torch.Tensor):
 
 
 def _pack(xs: list[torch.Tensor]):
-    """One flat float32 buffer, per-graph element offsets (int64) and widths (int32)."""
+    """xs: (n, d) tensors, or (B, n, d) tensors standing for B graphs each. Returns one flat float32
+    buffer, per-graph element offsets (int64) and widths (int32), each element's start in the
+    buffer, and the widths as ints."""
     dev = xs[0].device
     flat = torch.cat([t.reshape(-1).float() for t in xs]) if len(xs) > 1 else xs[0].reshape(-1).float().contiguous()
-    sizes = [t.numel() for t in xs]
-    starts = [0]
-    for s in sizes[:-1]:
-        starts.append(starts[-1] + s)
-    offsets = torch.tensor(starts, dtype=torch.int64, device=dev)
-    dims = torch.tensor([t.shape[1] for t in xs], dtype=torch.int32, device=dev)
-    return flat, offsets, dims, starts
+    starts, offsets, widths, start = [], [], [], 0
+    for t in xs:
+        starts.append(start)
+        per_graph = t.shape[-2] * t.shape[-1]
+        for b in range(t.shape[0] if t.dim() == 3 else 1):
+            offsets.append(start + b * per_graph)
+            widths.append(t.shape[-1])
+        start += t.numel()
+    return (flat, torch.tensor(offsets, dtype=torch.int64, device=dev),
+            torch.tensor(widths, dtype=torch.int32, device=dev), starts, widths)
 
 
 def similarity_forward(xs: list[torch.Tensor], metric: str, sigma: float, relu: bool, *,
@@ -157,7 +162,7 @@ def similarity_forward(xs: list[torch.Tensor], metric: str, sigma: float, relu: 
         return w, stats
     if precision is None:
         precision = "ieee" if _INTERPRET else "tf32x3"
-    flat, offsets, dims, _ = _pack(xs)
+    flat, offsets, dims, _, _ = _pack(xs)
     block = 16 if _INTERPRET else 64
     block_d = 16 if _INTERPRET else 32
     nb = triton.cdiv(n, block)
@@ -174,13 +179,15 @@ def similarity_forward(xs: list[torch.Tensor], metric: str, sigma: float, relu: 
 def sparse_backward(xs: list[torch.Tensor], rowptr: torch.Tensor, col: torch.Tensor, coef: torch.Tensor,
                     alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> list[torch.Tensor]:
     """grad_x_g[i] = α·acc − x_i·(β + γ·(x_i·acc)), acc = Σ_e coef_e x_g[col_e] over row g·n + i's
-    CSR entries (rowptr int64 (G·n + 1), col int64 local row indices). Returns float32 (n, d_g)."""
-    g, n = len(xs), xs[0].shape[0]
-    flat, offsets, dims, starts = _pack(xs)
+    CSR entries (rowptr int64 (G·n + 1), col int64 local row indices). xs: (n, d) tensors or
+    (B, n, d) tensors of B graphs each. Returns float32 gradients in the shapes of xs."""
+    n = xs[0].shape[-2]
+    flat, offsets, dims, starts, widths = _pack(xs)
+    g = len(widths)
     out = torch.empty_like(flat)
     if n > 0:
         block_d = 32 if _INTERPRET else 256
-        max_d = max(t.shape[1] for t in xs)
+        max_d = max(widths)
         n_chunks = triton.cdiv(max_d, block_d)
         dots = torch.zeros(g * n * n_chunks, dtype=torch.float32, device=flat.device)
         coef, alpha, beta, gamma = (t.float().contiguous() for t in (coef, alpha, beta, gamma))

@@ -105,9 +105,9 @@ def graph_smoothness(x, labels: torch.Tensor, *, k: int | None = None, power: in
     k = _check_graph_args(k, metric, sigma, symmetrize, normalize)
     if isinstance(power, bool) or not isinstance(power, int) or power < 1:
         raise ValueError(f"power must be an integer ≥ 1, got {power!r}")
-    y = _labels(labels, n, len(xs), xs[0].device, num_classes)
+    y = _labels(labels, n, _count(xs), xs[0].device, num_classes)
     xs, chosen = _prepare(xs, metric, backend)
-    g = len(xs)
+    g = _count(xs)
     y = y.to(torch.float64 if xs[0].dtype == torch.float64 else torch.float32).expand(g, n, y.shape[-1])
     if k is None or k >= n:
         w, _ = torch.ops.latentops.similarity_graph_dense(xs, metric, float(sigma), relu, chosen)
@@ -127,7 +127,8 @@ def graph_smoothness(x, labels: torch.Tensor, *, k: int | None = None, power: in
 
 
 def _graphs(x) -> tuple[list[torch.Tensor], str, int]:
-    """The graphs' representations as a list of (n, d_l) tensors, the input kind and n."""
+    """The graphs' representations as a list of (n, d_l) tensors or one (B, n, d) tensor (B graphs:
+    kept whole, so that its gradient needs no stacking), the input kind and n."""
     if isinstance(x, (list, tuple)):
         if len(x) == 0:
             raise ValueError("x must be a non-empty list of (n, ...) tensors, got an empty list")
@@ -147,16 +148,40 @@ def _graphs(x) -> tuple[list[torch.Tensor], str, int]:
         if x.dim() == 2:
             xs, kind = [x], "single"
         elif x.dim() == 3:
-            xs, kind = list(x.unbind(0)), "batch"
-            if len(xs) == 0:
+            xs, kind = [x], "batch"
+            if x.shape[0] == 0:
                 raise ValueError(f"x (B, n, d) must have B ≥ 1, got shape {tuple(x.shape)}")
         else:
             raise ValueError(f"x must be (n, d), (B, n, d) or a list of (n, ...) tensors, got shape {tuple(x.shape)}")
         n = x.shape[-2]
     for i, t in enumerate(xs):
-        if t.shape[1] == 0:
-            raise ValueError(f"x must have at least one feature per row, got {tuple(t.shape)} for graph {i}")
+        if t.shape[-1] == 0:
+            raise ValueError(f"x must have at least one feature per row, got shape {tuple(t.shape)}"
+                             + (f" for x[{i}]" if kind == "list" else ""))
     return xs, kind, n
+
+
+def _count(xs: list[torch.Tensor]) -> int:
+    """Number of graphs: a (B, n, d) element stands for B of them."""
+    return sum(t.shape[0] if t.dim() == 3 else 1 for t in xs)
+
+
+def _split(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One (n, d) view per graph."""
+    return [g for t in xs for g in (t.unbind(0) if t.dim() == 3 else (t,))]
+
+
+def _regroup(per_graph: list[torch.Tensor], like: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-graph (n, d) results back into the shapes of `like` (the inverse of _split)."""
+    out, i = [], 0
+    for t in like:
+        if t.dim() == 3:
+            out.append(torch.stack(per_graph[i:i + t.shape[0]]))
+            i += t.shape[0]
+        else:
+            out.append(per_graph[i])
+            i += 1
+    return out
 
 
 def _check_graph_args(k, metric, sigma, symmetrize, normalize) -> int | None:
@@ -202,8 +227,8 @@ def _prepare(xs: list[torch.Tensor], metric: str, backend: str | None):
         implemented = IMPLEMENTED_EXPLICIT if backend == "cuda" else IMPLEMENTED
         chosen = _backend.resolve(backend, device, implemented=implemented, op="graph ops")
     if metric == "gaussian":  # distances are shift-invariant; centring keeps the Gram form's digits
-        xs = [t - t.mean(0, keepdim=True) for t in xs]
-    if xs[0].shape[0] == 0:
+        xs = [t - t.mean(-2, keepdim=True) for t in xs]
+    if xs[0].shape[-2] == 0:
         chosen = "torch"
     return xs, chosen
 
@@ -265,6 +290,7 @@ def _acc(xs):
 
 
 def _stage1(xs, metric, sigma, relu, backend):
+    xs = _split(xs)
     if backend == "cpu":
         return _cpu_similarity(xs, metric, sigma, relu)
     if backend == "triton":
@@ -283,7 +309,7 @@ def _similarity_dense(xs: list[torch.Tensor], metric: str, sigma: float, relu: b
 
 @_similarity_dense.register_fake
 def _(xs, metric, sigma, relu, backend):
-    g, n = len(xs), xs[0].shape[0]
+    g, n = _count(xs), xs[0].shape[-2]
     return xs[0].new_empty((g, n, n), dtype=_acc(xs)), xs[0].new_empty((g, n), dtype=_acc(xs))
 
 
@@ -292,8 +318,8 @@ def _similarity_dense_bwd(grad_w: torch.Tensor, xs: list[torch.Tensor], w: torch
                           stats: torch.Tensor, metric: str, sigma: float, relu: bool,
                           backend: str) -> list[torch.Tensor]:
     # A dense (C + Cᵀ)X is a GEMM per graph: torch's matmul on every backend.
-    return reference.dense_backward(grad_w.contiguous(), [t.contiguous() for t in xs], w, stats,
-                                    metric, sigma, relu)
+    xs = [t.contiguous() for t in xs]
+    return _regroup(reference.dense_backward(grad_w.contiguous(), _split(xs), w, stats, metric, sigma, relu), xs)
 
 
 @_similarity_dense_bwd.register_fake
@@ -304,14 +330,14 @@ def _(grad_w, xs, w, stats, metric, sigma, relu, backend):
 def _dense_setup(ctx, inputs, output):
     xs, metric, sigma, relu, backend = inputs
     ctx.args = (metric, sigma, relu, backend)
-    ctx.n_graphs = len(xs)
+    ctx.n_inputs = len(xs)
     ctx.save_for_backward(*xs, *output)
     ctx.mark_non_differentiable(output[1])
 
 
 def _dense_backward(ctx, grad_w, _grad_stats):
     saved = ctx.saved_tensors
-    xs, (w, stats) = list(saved[:ctx.n_graphs]), saved[ctx.n_graphs:]
+    xs, (w, stats) = list(saved[:ctx.n_inputs]), saved[ctx.n_inputs:]
     grads = torch.ops.latentops.similarity_graph_dense_bwd(grad_w, xs, w, stats, *ctx.args)
     return [gr.to(x.dtype) for gr, x in zip(grads, xs)], None, None, None, None
 
@@ -329,7 +355,7 @@ def _similarity_knn(xs: list[torch.Tensor], k: int, metric: str, sigma: float, r
 
 @_similarity_knn.register_fake
 def _(xs, k, metric, sigma, relu, backend):
-    g, n = len(xs), xs[0].shape[0]
+    g, n = _count(xs), xs[0].shape[-2]
     acc = _acc(xs)
     return (xs[0].new_empty((g, n, k), dtype=acc), xs[0].new_empty((g, n, k), dtype=torch.int64),
             xs[0].new_empty((g, n), dtype=acc))
@@ -347,7 +373,7 @@ def _similarity_knn_bwd(grad_vals: torch.Tensor, xs: list[torch.Tensor], idx: to
         return _backend.triton_kernels.graph.sparse_backward(xs, *csr)
     if backend == "cuda":
         return _cuda_sparse_backward(xs, *csr)
-    return reference.sparse_backward(xs, *csr)
+    return _regroup(reference.sparse_backward(_split(xs), *csr), xs)
 
 
 @_similarity_knn_bwd.register_fake
@@ -358,7 +384,7 @@ def _(grad_vals, xs, idx, vals, stats, metric, sigma, relu, backend):
 def _knn_setup(ctx, inputs, output):
     xs, k, metric, sigma, relu, backend = inputs
     ctx.args = (metric, sigma, relu, backend)
-    ctx.n_graphs = len(xs)
+    ctx.n_inputs = len(xs)
     vals, idx, stats = output
     ctx.save_for_backward(*xs, vals, idx, stats)
     ctx.mark_non_differentiable(idx, stats)
@@ -366,7 +392,7 @@ def _knn_setup(ctx, inputs, output):
 
 def _knn_backward(ctx, grad_vals, _grad_idx, _grad_stats):
     saved = ctx.saved_tensors
-    xs, (vals, idx, stats) = list(saved[:ctx.n_graphs]), saved[ctx.n_graphs:]
+    xs, (vals, idx, stats) = list(saved[:ctx.n_inputs]), saved[ctx.n_inputs:]
     grads = torch.ops.latentops.similarity_graph_knn_bwd(grad_vals, xs, idx, vals, stats, *ctx.args)
     return [gr.to(x.dtype) for gr, x in zip(grads, xs)], None, None, None, None, None
 
@@ -400,10 +426,11 @@ def _cpu_similarity(xs, metric, sigma, relu):
 
 
 def _cpu_sparse_backward(xs, rowptr, col, coef, alpha, beta, gamma):
-    g, n = len(xs), xs[0].shape[0]
     grads = [torch.empty(t.shape, dtype=torch.float32) for t in xs]
+    xs_g, grads_g = _split(xs), _split(grads)
+    g, n = len(xs_g), xs_g[0].shape[0]
     coef, alpha, beta, gamma = (t.float().contiguous() for t in (coef, alpha, beta, gamma))
-    ptrs, out_ptrs, dims = _pointer_table(xs), _pointer_table(grads), _dims(xs)
+    ptrs, out_ptrs, dims = _pointer_table(xs_g), _pointer_table(grads_g), _dims(xs_g)
     _backend.native.similarity_graph_sparse_backward_cpu(
         ptrs.data_ptr(), dims.data_ptr(), g, n, rowptr.data_ptr(), col.data_ptr(), coef.data_ptr(),
         alpha.data_ptr(), beta.data_ptr(), gamma.data_ptr(), out_ptrs.data_ptr())
@@ -424,11 +451,12 @@ def _cuda_similarity(xs, metric, sigma, relu):
 
 
 def _cuda_sparse_backward(xs, rowptr, col, coef, alpha, beta, gamma):
-    g, n = len(xs), xs[0].shape[0]
     dev = xs[0].device
     grads = [torch.empty(t.shape, dtype=torch.float32, device=dev) for t in xs]
+    xs_g, grads_g = _split(xs), _split(grads)
+    g, n = len(xs_g), xs_g[0].shape[0]
     coef, alpha, beta, gamma = (t.float().contiguous() for t in (coef, alpha, beta, gamma))
-    ptrs, out_ptrs, dims = _pointer_table(xs).to(dev), _pointer_table(grads).to(dev), _dims(xs).to(dev)
+    ptrs, out_ptrs, dims = _pointer_table(xs_g).to(dev), _pointer_table(grads_g).to(dev), _dims(xs_g).to(dev)
     with torch.cuda.device(dev):
         _backend.native.similarity_graph_sparse_backward_cuda(
             ptrs.data_ptr(), dims.data_ptr(), g, n, rowptr.data_ptr(),
