@@ -224,9 +224,16 @@ def test_opcheck(backend, gen):
     for metric in ("cosine", "gaussian"):
         torch.library.opcheck(torch.ops.latentops.similarity_graph_knn, (xs, 3, metric, 2.0, True, backend))
         torch.library.opcheck(torch.ops.latentops.similarity_graph_dense, (xs, metric, 2.0, True, backend))
-    vals, idx, stats = torch.ops.latentops.similarity_graph_knn([x.detach() for x in xs], 3, "cosine", 1.0, True, backend)
+    # A (B, n, d) element stands for B graphs (how a batched x reaches the kernels).
+    batched = [torch.randn(2, 9, 5, generator=gen).to(device).requires_grad_(True), xs[0]]
+    torch.library.opcheck(torch.ops.latentops.similarity_graph_knn, (batched, 4, "cosine", 1.0, False, backend))
+    plain = [x.detach() for x in xs]
+    vals, idx, stats = torch.ops.latentops.similarity_graph_knn(plain, 3, "cosine", 1.0, True, backend)
     torch.library.opcheck(torch.ops.latentops.similarity_graph_knn_bwd,
-                          (torch.randn_like(vals), [x.detach() for x in xs], idx, vals, stats, "cosine", 1.0, True, backend))
+                          (torch.randn_like(vals), plain, idx, vals, stats, "cosine", 1.0, True, backend))
+    w, stats = torch.ops.latentops.similarity_graph_dense(plain, "gaussian", 2.0, True, backend)
+    torch.library.opcheck(torch.ops.latentops.similarity_graph_dense_bwd,
+                          (torch.randn_like(w), plain, w, stats, "gaussian", 2.0, True, backend))
 
 
 def test_torch_compile_fullgraph(gen):

@@ -269,10 +269,10 @@ def _edge_smoothness(vals, idx, y, symmetrize, normalize, power):
     else:
         diag = (deg > 0).to(w.dtype)
         if normalize == "sym":
-            r = reference._inverse(deg, -0.5)
+            r = reference.inverse_power(deg, -0.5)
             a = w * r[rows_g] * r[cols_g]
         else:
-            a = w * reference._inverse(deg, -1.0)[rows_g]
+            a = w * reference.inverse_power(deg, -1.0)[rows_g]
     y_flat = y.reshape(g * n, -1)
     z = y_flat
     for _ in range(power):

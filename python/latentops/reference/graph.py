@@ -70,7 +70,7 @@ def knn(w: torch.Tensor, k: int | None, symmetrize: str = "union") -> torch.Tens
     return torch.where(mask | mask.transpose(-1, -2), w, 0.0)
 
 
-def _inverse(d: torch.Tensor, power: float) -> torch.Tensor:
+def inverse_power(d: torch.Tensor, power: float) -> torch.Tensor:
     """d^power for d > 0, else 0 (power < 0)."""
     return torch.where(d > 0, torch.where(d > 0, d, 1.0).pow(power), 0.0)
 
@@ -81,9 +81,9 @@ def normalized(w: torch.Tensor, mode: str | None) -> torch.Tensor:
         return w
     d = w.sum(-1)
     if mode == "sym":
-        r = _inverse(d, -0.5)
+        r = inverse_power(d, -0.5)
         return w * (r.unsqueeze(-1) * r.unsqueeze(-2))  # r_i·r_j first: a symmetric W stays exactly so
-    return w * _inverse(d, -1.0).unsqueeze(-1)
+    return w * inverse_power(d, -1.0).unsqueeze(-1)
 
 
 def laplacian(w: torch.Tensor, mode: str | None = None) -> torch.Tensor:
