@@ -189,6 +189,50 @@ def soft_quantize_case(n: int, k: int, d: int, device: str, quick: bool) -> Case
     return case
 
 
+def lgg_dense_smoothness(x, y1h, k):
+    """The torch dense path of ../shared/anchors/gpu_anchors.py (one graph): cosine, top-k, mean
+    symmetrization, L = D − A, tr(Yᵀ L Y)."""
+    x = torch.nn.functional.normalize(x.flatten(1), dim=1)
+    w = x @ x.t()
+    w.fill_diagonal_(0)
+    v, i = w.topk(k, dim=1)
+    a = torch.zeros_like(w).scatter_(1, i, v)
+    a = (a + a.t()) / 2
+    lap = torch.diag(a.sum(1)) - a
+    return torch.einsum("nc,nm,mc->", y1h, lap, y1h)
+
+
+def graph_smoothness_case(layers: int, n: int, d: int, k: int, device: str, quick: bool) -> Case:
+    """Label smoothness of every layer's k-NN cosine graph, forward + backward, the same graph as
+    the anchor (no ReLU, mean symmetrization, unnormalized Laplacian)."""
+    case = Case(f"graph smoothness {layers} layers n={n} d={d} k={k} fp32, forward+backward",
+                2.0 * layers * n * n * d * 2, ["torch dense"])
+    print(case.title, flush=True)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(layers, n, d, generator=gen).to(device).requires_grad_(True)
+    y = torch.nn.functional.one_hot(torch.randint(0, 10, (n,), generator=gen), 10).float().to(device)
+    budget = 0.3 if quick else 1.0
+
+    def step(forward):
+        def run():
+            x.grad = None
+            forward().backward()
+            return x.grad
+        return run
+
+    for backend in latentops._backend.available_on(torch.device(device)):
+        if backend == "triton" and device == "cpu":
+            continue  # the interpreter is for tests
+        measure(case, f"latentops {backend}",
+                step(lambda b=backend: latentops.graph_smoothness(x, y, k=k, relu=False, symmetrize="mean",
+                                                                  backend=b).sum()),
+                device, budget_s=budget)
+    with _tf32(False):
+        measure(case, "torch dense", step(lambda: sum(lgg_dense_smoothness(x[b], y, k) for b in range(layers))),
+                device, budget_s=budget)
+    return case
+
+
 def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
     case = Case(f"k-means N={n} K={k} D={d}, {iters} iterations (inertia over all points)",
                 2.0 * n * k * d * iters, ["faiss.Kmeans"])
@@ -252,21 +296,26 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--quick", action="store_true", help="smaller cases, shorter timings")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", help="run only the cases whose function name starts with this, e.g. graph")
     args = parser.parse_args(argv)
     device = args.device
+    q = args.quick
     if device == "cuda":
         name = torch.cuda.get_device_name()
-        cases = [nearest_centroid_case(262144, 4096, 64, device, args.quick),
-                 nearest_centroid_case(65536, 16384, 256, device, args.quick),
-                 soft_quantize_case(65536, 4096, 64, device, args.quick)]
-        if not args.quick:
-            cases.append(kmeans_case(1_000_000, 20_000, 256, 25, device))
+        plan = [(nearest_centroid_case, (262144, 4096, 64, device, q)),
+                (nearest_centroid_case, (65536, 16384, 256, device, q)),
+                (soft_quantize_case, (65536, 4096, 64, device, q)),
+                (graph_smoothness_case, (8, 1024, 16384, 10, device, q))]
+        if not q:
+            plan.append((kmeans_case, (1_000_000, 20_000, 256, 25, device)))
     else:
         name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-        cases = [nearest_centroid_case(16384, 1024, 64, device, args.quick),
-                 soft_quantize_case(16384, 1024, 64, device, args.quick)]
-        if not args.quick:
-            cases.append(kmeans_case(200_000, 256, 64, 20, device))
+        plan = [(nearest_centroid_case, (16384, 1024, 64, device, q)),
+                (soft_quantize_case, (16384, 1024, 64, device, q)),
+                (graph_smoothness_case, (4, 256, 4096, 10, device, q))]
+        if not q:
+            plan.append((kmeans_case, (200_000, 256, 64, 20, device)))
+    cases = [fn(*case_args) for fn, case_args in plan if not args.only or fn.__name__.startswith(args.only)]
     table = render(cases, name)
     print("\n" + table)
     if args.out:

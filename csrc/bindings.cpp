@@ -2,11 +2,13 @@
 // link libtorch, so one wheel serves every torch version.
 #include <pybind11/pybind11.h>
 
+#include "latentops/graph.h"
 #include "latentops/nearest_centroid.h"
 #include "latentops/soft_quantize.h"
 
 namespace py = pybind11;
 using latentops::DType;
+using latentops::GraphMetric;
 using latentops::SoftPrecision;
 
 namespace {
@@ -76,7 +78,57 @@ PYBIND11_MODULE(_C, m) {
       py::arg("d"), py::arg("grad_z"), py::arg("grad_codebook"), py::arg("grad_s"),
       py::arg("grad_log_prior"));
 
+  m.def(
+      "similarity_graph_cpu",
+      [](uintptr_t xs, uintptr_t dims, int64_t g, int64_t n, int metric, float sigma, bool relu,
+         uintptr_t w, uintptr_t stats) {
+        py::gil_scoped_release release;
+        latentops::similarity_graph_cpu(as_ptr<const float* const>(xs), as_ptr<const int64_t>(dims),
+                                        g, n, static_cast<GraphMetric>(metric), sigma, relu,
+                                        as_ptr<float>(w), as_ptr<float>(stats));
+      },
+      py::arg("xs"), py::arg("dims"), py::arg("g"), py::arg("n"), py::arg("metric"),
+      py::arg("sigma"), py::arg("relu"), py::arg("w"), py::arg("stats"));
+  m.def(
+      "similarity_graph_sparse_backward_cpu",
+      [](uintptr_t xs, uintptr_t dims, int64_t g, int64_t n, uintptr_t rowptr, uintptr_t col,
+         uintptr_t coef, uintptr_t alpha, uintptr_t beta, uintptr_t gamma, uintptr_t grads) {
+        py::gil_scoped_release release;
+        latentops::similarity_graph_sparse_backward_cpu(
+            as_ptr<const float* const>(xs), as_ptr<const int64_t>(dims), g, n,
+            as_ptr<const int64_t>(rowptr), as_ptr<const int64_t>(col), as_ptr<const float>(coef),
+            as_ptr<const float>(alpha), as_ptr<const float>(beta), as_ptr<const float>(gamma),
+            as_ptr<float* const>(grads));
+      },
+      py::arg("xs"), py::arg("dims"), py::arg("g"), py::arg("n"), py::arg("rowptr"),
+      py::arg("col"), py::arg("coef"), py::arg("alpha"), py::arg("beta"), py::arg("gamma"),
+      py::arg("grads"));
+
 #ifdef LATENTOPS_WITH_CUDA
+  m.def(
+      "similarity_graph_cuda",
+      [](uintptr_t xs, uintptr_t dims, int64_t g, int64_t n, int metric, float sigma, bool relu,
+         uintptr_t w, uintptr_t stats, uintptr_t stream) {
+        latentops::similarity_graph_cuda(as_ptr<const float* const>(xs), as_ptr<const int64_t>(dims),
+                                         g, n, static_cast<GraphMetric>(metric), sigma, relu,
+                                         as_ptr<float>(w), as_ptr<float>(stats), as_ptr<void>(stream));
+      },
+      py::arg("xs"), py::arg("dims"), py::arg("g"), py::arg("n"), py::arg("metric"),
+      py::arg("sigma"), py::arg("relu"), py::arg("w"), py::arg("stats"), py::arg("stream"));
+  m.def(
+      "similarity_graph_sparse_backward_cuda",
+      [](uintptr_t xs, uintptr_t dims, int64_t g, int64_t n, uintptr_t rowptr, uintptr_t col,
+         uintptr_t coef, uintptr_t alpha, uintptr_t beta, uintptr_t gamma, uintptr_t grads,
+         uintptr_t stream) {
+        latentops::similarity_graph_sparse_backward_cuda(
+            as_ptr<const float* const>(xs), as_ptr<const int64_t>(dims), g, n,
+            as_ptr<const int64_t>(rowptr), as_ptr<const int64_t>(col), as_ptr<const float>(coef),
+            as_ptr<const float>(alpha), as_ptr<const float>(beta), as_ptr<const float>(gamma),
+            as_ptr<float* const>(grads), as_ptr<void>(stream));
+      },
+      py::arg("xs"), py::arg("dims"), py::arg("g"), py::arg("n"), py::arg("rowptr"),
+      py::arg("col"), py::arg("coef"), py::arg("alpha"), py::arg("beta"), py::arg("gamma"),
+      py::arg("grads"), py::arg("stream"));
   m.def("nearest_centroid_cuda_workspace_bytes", &latentops::nearest_centroid_cuda_workspace_bytes,
         py::arg("n"), py::arg("k"), py::arg("d"));
   m.def(

@@ -1,6 +1,7 @@
 """latentops.nn: modules built on the latentops ops."""
 
+from latentops.nn.graph_losses import GeometryTargetLoss, GraphDistillationLoss, SmoothnessVariationLoss
 from latentops.nn.soft_vector_quantizer import SoftVectorQuantizer, SoftVQOutput
 from latentops.nn.vector_quantizer import VectorQuantizer, VQOutput
 
-__all__ = ["SoftVQOutput", "SoftVectorQuantizer", "VQOutput", "VectorQuantizer"]
+__all__ = ["GeometryTargetLoss", "GraphDistillationLoss", "SmoothnessVariationLoss", "SoftVQOutput", "SoftVectorQuantizer", "VQOutput", "VectorQuantizer"]

@@ -1,0 +1,229 @@
+"""Similarity graphs, Laplacians and label smoothness: the spec (Latent Geometry Graphs, Laplacian
+Networks, graph knowledge distillation), and the pure-torch backend of the graph ops.
+
+The spec, for one graph (x (n, d) flattened representations, dense float64, differentiable by
+torch autograd):
+  * similarity: cosine W_ij = x̂_i·x̂_j with rows L2-normalized (a zero row has similarity 0 and
+    zero gradient), or Gaussian W_ij = exp(−‖x_i − x_j‖²/(2σ²)); the diagonal set to 0; optional
+    ReLU (negative similarities to 0).
+  * k-NN: keep the k largest entries of each row (the zeroed diagonal stays a candidate, as in
+    the papers' code: it only wins over negative similarities), then symmetrize: "union" keeps W_ij
+    wherever j is among i's neighbours or i among j's (the mask M ∨ Mᵀ), "mean" gives (A + Aᵀ)/2,
+    "none" keeps the directed A. k ≥ n keeps every entry (the dense graph).
+  * normalization (as scipy.sparse.csgraph): degrees d = row sums; "sym" D^{-1/2} W D^{-1/2}, "rw"
+    D^{-1} W, with 1/d read as 0 for a node of degree ≤ 0.
+  * Laplacian: the diagonal of W is ignored (as scipy does); L = D − W, or L = I' − normalized W
+    with I' the identity restricted to nodes of positive degree (scipy's convention for isolated
+    nodes).
+  * smoothness: s = tr(Yᵀ L^m Y).
+
+The torch backend (`similarity_matrix`, `similarity_sparse_backward`, `similarity_dense_backward`)
+computes the kernels' stages with the same contracts as the C++ and Triton kernels.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+METRICS = ("cosine", "gaussian")
+SYMMETRIZE = ("union", "mean", "none")
+NORMALIZE = (None, "none", "sym", "rw")
+
+
+# ---------------------------------------------------------------------------------------------
+# the spec (dense, one graph at a time)
+
+
+def inverse_norms(x: torch.Tensor) -> torch.Tensor:
+    """1/‖x_i‖, and 0 for a zero row (differentiable, no NaN)."""
+    norm = x.norm(dim=-1)
+    return torch.where(norm > 0, 1.0 / torch.where(norm > 0, norm, 1.0), 0.0)
+
+
+def similarity(x: torch.Tensor, metric: str = "cosine", sigma: float = 1.0,
+               relu: bool = True) -> torch.Tensor:
+    """Dense similarity W (n, n) of x (n, d): diagonal 0, negatives clamped if relu."""
+    if metric == "cosine":
+        xh = x * inverse_norms(x).unsqueeze(-1)
+        w = xh @ xh.transpose(-1, -2)
+    else:
+        sq = (x.unsqueeze(-2) - x.unsqueeze(-3)).square().sum(-1)
+        w = torch.exp(-sq / (2.0 * sigma * sigma))
+    w = w * (1.0 - torch.eye(x.shape[-2], dtype=w.dtype, device=w.device))
+    return w.clamp_min(0.0) if relu else w
+
+
+def knn(w: torch.Tensor, k: int | None, symmetrize: str = "union") -> torch.Tensor:
+    """Keep the k largest entries per row of w (n, n), then symmetrize."""
+    n = w.shape[-1]
+    if k is None or k >= n:
+        return w
+    vals, idx = w.topk(k, dim=-1)
+    a = torch.zeros_like(w).scatter(-1, idx, vals)
+    if symmetrize == "none":
+        return a
+    if symmetrize == "mean":
+        return (a + a.transpose(-1, -2)) / 2
+    mask = torch.zeros_like(w, dtype=torch.bool).scatter(-1, idx, True)
+    return torch.where(mask | mask.transpose(-1, -2), w, 0.0)
+
+
+def inverse_power(d: torch.Tensor, power: float) -> torch.Tensor:
+    """d^power for d > 0, else 0 (power < 0)."""
+    return torch.where(d > 0, torch.where(d > 0, d, 1.0).pow(power), 0.0)
+
+
+def normalized(w: torch.Tensor, mode: str | None) -> torch.Tensor:
+    """D^{-1/2} W D^{-1/2} ("sym"), D^{-1} W ("rw") or W (None / "none"); d = row sums."""
+    if mode in (None, "none"):
+        return w
+    d = w.sum(-1)
+    if mode == "sym":
+        r = inverse_power(d, -0.5)
+        return w * (r.unsqueeze(-1) * r.unsqueeze(-2))  # r_i·r_j first: a symmetric W stays exactly so
+    return w * inverse_power(d, -1.0).unsqueeze(-1)
+
+
+def laplacian(w: torch.Tensor, mode: str | None = None) -> torch.Tensor:
+    """L of w (..., n, n), diagonal of w ignored: D − W, or I' − normalized W (see the module doc)."""
+    n = w.shape[-1]
+    eye = torch.eye(n, dtype=w.dtype, device=w.device)
+    w = w * (1.0 - eye)
+    d = w.sum(-1)
+    if mode in (None, "none"):
+        return torch.diag_embed(d) - w
+    return torch.diag_embed((d > 0).to(w.dtype)) - normalized(w, mode)
+
+
+def smoothness(x: torch.Tensor, labels: torch.Tensor, *, k: int | None = None, power: int = 1,
+               metric: str = "cosine", sigma: float = 1.0, relu: bool = True,
+               symmetrize: str = "union", normalize: str | None = None) -> torch.Tensor:
+    """tr(Yᵀ L^m Y) for one graph: x (n, d), labels (n, C) float."""
+    lap = laplacian(knn(similarity(x, metric, sigma, relu), k, symmetrize), normalize)
+    z = labels
+    for _ in range(power):
+        z = lap @ z
+    return (labels * z).sum()
+
+
+def similarity_graph(x: torch.Tensor, *, k: int | None = None, metric: str = "cosine",
+                     sigma: float = 1.0, relu: bool = True, symmetrize: str = "union",
+                     normalize: str | None = None) -> torch.Tensor:
+    """The graph of one x (n, d): similarity, k-NN, symmetrization, normalization."""
+    return normalized(knn(similarity(x, metric, sigma, relu), k, symmetrize), normalize)
+
+
+# ---------------------------------------------------------------------------------------------
+# the torch backend: the kernels' stages on a list of graphs (same n, any d per graph)
+
+
+def similarity_matrix(xs: list[torch.Tensor], metric: str, sigma: float,
+                      relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 1: W (G, n, n) with diagonal 0 (ReLU'd if relu) and the per-row statistic (G, n):
+    1/‖x_i‖ for cosine, ‖x_i‖² for Gaussian (x already centred by the caller)."""
+    ws, stats = [], []
+    for x in xs:
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        x = x.to(acc)
+        gram = x @ x.T
+        if metric == "cosine":
+            r = inverse_norms(x)
+            w = gram * r.unsqueeze(1) * r.unsqueeze(0)
+            stats.append(r)
+        else:
+            sq = x.square().sum(1)
+            dist = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * gram).clamp_min(0.0)
+            w = torch.exp(dist * (-0.5 / (sigma * sigma)))
+            stats.append(sq)
+        w = torch.triu(w, 1)
+        w = w + w.T  # exactly symmetric, like the kernels (a GEMM may round (i, j) and (j, i) apart)
+        ws.append(w.clamp_min(0.0) if relu else w)
+    return torch.stack(ws), torch.stack(stats)
+
+
+def edge_coefficients(grad: torch.Tensor, values: torch.Tensor, metric: str, sigma: float,
+                      relu: bool, diagonal: torch.Tensor) -> torch.Tensor:
+    """dL/d(Gram entry) from dL/dW on the same entries: W's chain factor (ReLU, Gaussian) and zero
+    on the diagonal (a constant). `diagonal` marks the diagonal entries."""
+    coef = torch.where(diagonal, 0.0, grad)
+    if metric == "cosine":
+        return torch.where(values > 0, coef, 0.0) if relu else coef
+    return coef * values / (sigma * sigma)
+
+
+def backward_row_terms(metric: str, stats: torch.Tensor, row_coef_sum: torch.Tensor):
+    """Per-row (α, β, γ) of grad_x_i = α_i·acc_i − x_i·(β_i + γ_i·(x_i·acc_i)), with
+    acc_i = Σ_j c'_ij x_j the symmetric sparse (or dense) product of the edge coefficients:
+    cosine: c' = c·r_j, α = r_i, γ = r_i³ (x̂'s projection); Gaussian: α = 1, β = Σ_j c_ij."""
+    if metric == "cosine":
+        return stats, torch.zeros_like(stats), stats.pow(3)
+    return torch.ones_like(stats), row_coef_sum, torch.zeros_like(stats)
+
+
+def sparse_rows(grad_vals: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
+                stats: torch.Tensor, metric: str, sigma: float, relu: bool):
+    """The symmetric coefficient matrix C + Cᵀ of the k-NN backward in CSR over the G·n rows:
+    (rowptr (G·n + 1) int64, col (nnz) int64 local row index, coef (nnz) acc dtype, α, β, γ (G·n))."""
+    g, n, k = idx.shape
+    rows = torch.arange(n, device=idx.device).view(1, n, 1).expand(g, n, k)
+    coef = edge_coefficients(grad_vals, vals, metric, sigma, relu, idx == rows)
+    base = (torch.arange(g, device=idx.device) * n).view(g, 1, 1)
+    src = torch.cat([(rows + base).reshape(-1), (idx + base).reshape(-1)])
+    dst_local = torch.cat([idx.reshape(-1), rows.reshape(-1)])
+    dst_global = torch.cat([(idx + base).reshape(-1), (rows + base).reshape(-1)])
+    both = torch.cat([coef.reshape(-1), coef.reshape(-1)])
+    order = torch.argsort(src, stable=True)
+    src, dst_local, dst_global, both = src[order], dst_local[order], dst_global[order], both[order]
+    row_sum = torch.zeros(g * n, dtype=both.dtype, device=both.device).index_add_(0, src, both)
+    stats_flat = stats.reshape(-1)
+    if metric == "cosine":
+        both = both * stats_flat[dst_global]  # c'_ij = c_ij / ‖x_j‖: products run on raw x
+    counts = torch.bincount(src, minlength=g * n)
+    rowptr = torch.zeros(g * n + 1, dtype=torch.int64, device=idx.device)
+    rowptr[1:] = torch.cumsum(counts, 0)
+    alpha, beta, gamma = backward_row_terms(metric, stats_flat, row_sum)
+    return rowptr, dst_local, both, alpha, beta, gamma
+
+
+def sparse_backward(xs: list[torch.Tensor], rowptr, col, coef, alpha, beta, gamma) -> list[torch.Tensor]:
+    """grad_x per graph from the CSR of sparse_rows (torch backend)."""
+    n = (rowptr.numel() - 1) // max(len(xs), 1)
+    grads = []
+    for gi, x in enumerate(xs):
+        acc_t = torch.float64 if x.dtype == torch.float64 else torch.float32
+        x = x.to(acc_t)
+        lo, hi = gi * n, (gi + 1) * n
+        ptr = rowptr[lo:hi + 1]
+        start, stop = int(ptr[0]), int(ptr[-1])
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": a product is all we use
+            warnings.simplefilter("ignore", UserWarning)
+            csr = torch.sparse_csr_tensor(ptr - start, col[start:stop], coef[start:stop].to(acc_t),
+                                          size=(n, n), check_invariants=False)
+            acc = csr @ x
+        grads.append(_row_terms(x, acc, alpha[lo:hi], beta[lo:hi], gamma[lo:hi]))
+    return grads
+
+
+def _row_terms(x, acc, alpha, beta, gamma):
+    dot = (x * acc).sum(1)
+    return alpha.to(x.dtype).unsqueeze(1) * acc - x * (beta + gamma * dot).to(x.dtype).unsqueeze(1)
+
+
+def dense_backward(grad_w: torch.Tensor, xs: list[torch.Tensor], w: torch.Tensor, stats: torch.Tensor,
+                   metric: str, sigma: float, relu: bool) -> list[torch.Tensor]:
+    """grad_x per graph from dL/dW (G, n, n): one (C + Cᵀ) X product per graph (a GEMM: torch's)."""
+    n = w.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=w.device)
+    coef = edge_coefficients(grad_w.to(w.dtype), w, metric, sigma, relu, eye)
+    coef = coef + coef.transpose(1, 2)
+    row_sum = coef.sum(2)
+    if metric == "cosine":
+        coef = coef * stats.unsqueeze(1)
+    alpha, beta, gamma = backward_row_terms(metric, stats, row_sum)
+    grads = []
+    for gi, x in enumerate(xs):
+        x = x.to(w.dtype)
+        grads.append(_row_terms(x, coef[gi] @ x, alpha[gi], beta[gi], gamma[gi]))
+    return grads
