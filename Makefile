@@ -15,7 +15,7 @@ SOURCES := $(shell find csrc python kernels -type f \( -name '*.py' -o -name '*.
 $(VENV)/.deps:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)" scikit-build-core pybind11 numpy tqdm
+	$(PY) -m pip install -q "$(TORCH_SPEC)" scikit-build-core pybind11 numpy tqdm matplotlib safetensors scipy
 	$(PY) -m pip install -q pytest pytest-benchmark scipy scikit-learn faiss-cpu triton
 	touch $@
 
