@@ -28,6 +28,22 @@ def _show(ax, grid: np.ndarray) -> None:
     ax.set_yticks([])
 
 
+def save_frames(decoded: torch.Tensor, path: Path) -> None:
+    """The tiled frames alone, one pixel per pixel (what the report reads back)."""
+    from matplotlib.image import imsave
+
+    imsave(path, tile(decoded), cmap="gray", vmin=0.0, vmax=1.0)
+
+
+def load_frames(path: Path, rows: int, height: int) -> np.ndarray:
+    """The first `rows` pairs of a save_frames PNG, as an array for _show (gray or RGB)."""
+    from matplotlib.image import imread
+
+    image = imread(path)[: rows * height, :, :3]
+    same = np.allclose(image[..., 0], image[..., 1]) and np.allclose(image[..., 0], image[..., 2])
+    return image[..., 0] if same else image
+
+
 def save_interpolation_grid(decoded: torch.Tensor, path: Path, title: str = "") -> None:
     grid = tile(decoded)
     fig = Figure(figsize=(max(4.0, grid.shape[1] / 40), max(2.0, grid.shape[0] / 40) + 0.4))
@@ -55,10 +71,17 @@ def loss_series(records: list[dict]) -> dict[str, tuple[list, list]]:
 def _plot_losses(ax, series: dict, prefix: str = "") -> None:
     for name, (steps, values) in series.items():
         ax.plot(steps, values, label=prefix + name)
-    if any(v > 0 for _, values in series.values() for v in values):
-        ax.set_yscale("symlog", linthresh=1e-3)
+    _log_scale_if_wide(ax)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
+
+
+def _log_scale_if_wide(ax) -> None:
+    """A log axis when the curves span more than a decade (and are positive)."""
+    values = np.concatenate([line.get_ydata() for line in ax.get_lines()] or [np.zeros(0)])
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and values.max() > 10 * values.min():
+        ax.set_yscale("log")
 
 
 def save_loss_curve(records: list[dict], path: Path, title: str = "") -> None:
@@ -94,7 +117,7 @@ def save_report_figure(runs: list[dict], metrics: list[tuple[str, str]], path: P
     for run in runs:
         steps, values = loss_series(run["records"]).get("mse", ([], []))
         ax.plot(steps, values, label=run["name"])
-    ax.set_yscale("log")
+    _log_scale_if_wide(ax)
     ax.set_xlabel("step")
     ax.set_title("reconstruction MSE", fontsize=9)
     ax.legend(fontsize=7)

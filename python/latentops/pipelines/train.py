@@ -24,6 +24,7 @@ BACKENDS = ("ops", "torch")
 _IDENTITY = ("model", "dataset", "batch_size", "latent", "depth", "scales", "lr", "seed")
 _GRID_PAIRS = 8
 _TEST_MSE_IMAGES = 1024
+FRAMES_PNG = "interpolation-frames.png"
 
 
 @dataclasses.dataclass
@@ -260,6 +261,7 @@ class _Run:
         decoded = decode_interpolations(model, start.to(self.device), end.to(self.device), FRAMES)
         plots.save_interpolation_grid(decoded[:_GRID_PAIRS], self.run_dir / "interpolation.png",
                                       f"{self.config.model} on {self.config.dataset}, step {self.step}")
+        plots.save_frames(decoded[:_GRID_PAIRS], self.run_dir / FRAMES_PNG)
         metrics = {"test_mse": test_mse}
         if self.config.dataset == "lines":
             metrics.update(interpolation_metrics(decoded))
