@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--log-every", type=int, default=defaults.log_every)
     train.add_argument("--eval-pairs", type=int, default=defaults.eval_pairs,
                        help="interpolation pairs per evaluation")
+    train.add_argument("--eval-images", type=int, default=defaults.eval_images,
+                       help="test images whose reconstruction error each evaluation reports")
     train.add_argument("--kmeans-restarts", type=int, default=defaults.kmeans_restarts)
     train.add_argument("--probe-images", type=int, default=defaults.probe_images,
                        help="training images for the frozen-latent classifier")

@@ -53,6 +53,7 @@ class LinesDataset(ImageDataset):
 
     def __init__(self, test_count: int = 10_000):
         self.test_count = test_count
+        self._test: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def train_batch(self, step, batch_size, seed, rank=0, world=1):
         _check_batch(batch_size, world)
@@ -61,8 +62,10 @@ class LinesDataset(ImageDataset):
         return lines.draw_lines(angles), lines.angle_labels(angles)
 
     def test_set(self):
-        angles = lines.test_angles(self.test_count)
-        return lines.draw_lines(angles), lines.angle_labels(angles)
+        if self._test is None:  # drawn once: evaluations reuse it
+            angles = lines.test_angles(self.test_count)
+            self._test = lines.draw_lines(angles), lines.angle_labels(angles)
+        return self._test
 
     def probe_train_set(self, count):
         # A seed no training step uses (training seeds are _step_seed(seed, step) ≥ 0 mixes).

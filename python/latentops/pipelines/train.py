@@ -23,7 +23,6 @@ BACKENDS = ("ops", "torch")
 # Fields that define a run: resuming with another value would silently train something else.
 _IDENTITY = ("model", "dataset", "batch_size", "latent", "depth", "scales", "lr", "seed")
 _GRID_PAIRS = 8
-_TEST_MSE_IMAGES = 1024
 FRAMES_PNG = "interpolation-frames.png"
 
 
@@ -49,6 +48,7 @@ class TrainConfig:
     checkpoint_every: int | None = None
     log_every: int = 50
     eval_pairs: int = 256
+    eval_images: int = 1024
     downstream: bool = True
     kmeans_restarts: int = 100
     probe_images: int = 10_000
@@ -62,7 +62,7 @@ class TrainConfig:
             raise ValueError(f"--dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"--backend must be one of {BACKENDS}, got {self.backend!r}")
-        for name in ("steps", "batch_size", "latent", "depth", "log_every", "eval_pairs",
+        for name in ("steps", "batch_size", "latent", "depth", "log_every", "eval_pairs", "eval_images",
                      "kmeans_restarts", "probe_images"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -250,7 +250,7 @@ class _Run:
     def _eval_metrics(self) -> dict:
         model = self.model
         test_images, _ = self.dataset.test_set()
-        sample = test_images[:_TEST_MSE_IMAGES].to(self.device)
+        sample = test_images[:self.config.eval_images].to(self.device)
         was_training = model.training
         model.eval()
         try:
