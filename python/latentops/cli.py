@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=defaults.device, help="auto (cuda if present), cpu, cuda, cuda:N")
     train.add_argument("--backend", default=defaults.backend, choices=list(BACKENDS),
                        help="ops: latentops' kernels; torch: the pure-torch reference (to compare throughput)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for torch (default: torch's choice; on a loaded machine "
+                            "fewer threads can be faster)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: steps/10)")
     train.add_argument("--checkpoint-every", type=int, default=None,

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class TrainConfig:
     probe_images: int = 10_000
     resume: bool = False
     progress: bool = True
+    threads: int | None = None
 
     def validate(self) -> None:
         if self.model not in MODELS:
@@ -67,7 +69,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be an int ≥ 1, got {value!r}")
-        for name in ("scales", "eval_every", "checkpoint_every"):
+        for name in ("scales", "eval_every", "checkpoint_every", "threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be an int ≥ 1, got {value!r}")
@@ -87,6 +89,8 @@ def train(config: TrainConfig) -> dict:
     """Train (or resume) the run described by config; returns the summary also written to
     RUN_DIR/metrics.json (on rank 0; other ranks return {})."""
     config.validate()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     dataset = load_dataset(config.dataset, config.data_dir)  # before any process group: fail fast
     context = distributed.setup(config.device)
     try:
@@ -139,6 +143,8 @@ class _Run:
             checkpoint.set_rng_state(ranks[self.context.rank], self.device)
             self.records = [r for r in _read_jsonl(self.run_dir / "metrics.jsonl")
                             if r.get("step", 0) <= self.step]
+        if self.context.distributed:  # every rank has looked at the folder before rank 0 writes
+            torch.distributed.barrier()
         if self.context.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
@@ -161,7 +167,9 @@ class _Run:
         config, context = self.config, self.context
         from tqdm.auto import tqdm
 
+        # Redirected to a file, a bar redrawn 10 times a second would fill it.
         bar = tqdm(total=config.steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   mininterval=0.1 if sys.stderr.isatty() else 30.0,
                    desc=f"{config.model}/{config.dataset}", disable=not (config.progress and context.main))
         running: dict[str, torch.Tensor] = {}
         interval_start, interval_steps, first_interval = time.perf_counter(), 0, True
