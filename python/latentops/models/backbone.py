@@ -9,7 +9,14 @@ from torch import nn
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, activate: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, padding=kernel // 2)]
+    conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+    # He initialization for the activation that follows. torch's default has a third of that
+    # variance, so the signal shrinks layer after layer through the ~20 layers of an autoencoder
+    # and the output barely depends on the input at first: in make run's 800 steps the baseline
+    # and ACAI never left the blurred mean image of lines (test MSE 0.094); with this, 0.040.
+    nn.init.kaiming_normal_(conv.weight, a=0.2 if activate else 1.0, nonlinearity="leaky_relu")
+    nn.init.zeros_(conv.bias)
+    layers: list[nn.Module] = [conv]
     if activate:
         layers.append(nn.LeakyReLU(0.2))
     return layers
