@@ -1,4 +1,6 @@
-# make run   set up .venv, build and install latentops, run the benchmark table on this machine
+# make run   set up .venv, build and install latentops, train a short lines benchmark (baseline,
+#            VQ-VAE, soft-VQ, ACAI) and print the report table (runs/lines-<host>/)
+# make bench the op benchmark table on this machine (benches/run.py)
 # make test  set up .venv, build and install latentops with its test extras, run the tests
 # make wheel build a wheel with CUDA kernels for every supported arch (see README)
 
@@ -10,12 +12,21 @@ TORCH_SPEC ?= torch==2.13.0
 WHEEL_ARCHS ?= 75-real;80-real;86-real;89-real;90-real;100-real;120
 SOURCES := $(shell find csrc python kernels -type f \( -name '*.py' -o -name '*.cpp' -o -name '*.cu' -o -name '*.h' \)) CMakeLists.txt pyproject.toml
 
-.PHONY: run test install wheel bench-gpu clean
+# The short lines benchmark of `make run`: a few minutes on a 2-core CPU. Override on a GPU, e.g.
+# make run RUN_ARGS="--device cuda" RUN_STEPS=20000 RUN_BATCH=64
+RUN_MODELS ?= baseline vqvae softvq acai
+RUN_STEPS ?= 800
+RUN_BATCH ?= 16
+RUN_ARGS ?= --depth 8 --lr 3e-3 --threads 1
+RUN_DIR ?= runs/lines-$(shell hostname)
 
-$(VENV)/.deps:
+.PHONY: run bench test install wheel bench-gpu clean
+
+# Rebuilt when the Makefile changes, so a new dependency reaches existing environments.
+$(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)" scikit-build-core pybind11 numpy tqdm
+	$(PY) -m pip install -q "$(TORCH_SPEC)" scikit-build-core pybind11 numpy tqdm matplotlib safetensors scipy
 	$(PY) -m pip install -q pytest pytest-benchmark scipy scikit-learn faiss-cpu triton
 	touch $@
 
@@ -26,6 +37,16 @@ $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
 install: $(VENV)/.installed
 
 run: install
+	rm -rf $(RUN_DIR) && mkdir -p $(RUN_DIR)
+	for model in $(RUN_MODELS); do \
+		$(PY) -m latentops train --model $$model --dataset lines --steps $(RUN_STEPS) \
+			--batch-size $(RUN_BATCH) --eval-every $(RUN_STEPS) --log-every 50 --eval-pairs 128 \
+			--eval-images 512 --probe-images 2000 --kmeans-restarts 10 $(RUN_ARGS) \
+			--out $(RUN_DIR)/$$model > $(RUN_DIR)/$$model.log || { cat $(RUN_DIR)/$$model.log; exit 1; }; \
+	done
+	$(PY) -m latentops report $(addprefix $(RUN_DIR)/,$(RUN_MODELS)) --out $(RUN_DIR)
+
+bench: install
 	$(PY) benches/run.py --out runs/bench-$$(hostname).md
 
 test: install

@@ -1,0 +1,31 @@
+"""latentops.data: the synthetic lines benchmark, scikit-learn's digits and loaders for MNIST, SVHN
+and CIFAR-10 from local files, behind one interface (ImageDataset)."""
+
+from __future__ import annotations
+
+from latentops.data.dataset import ArrayDataset, ImageDataset, LinesDataset
+from latentops.data.lines import draw_lines
+
+DATASETS = ("lines", "digits", "mnist", "svhn", "cifar10")
+
+
+def load_dataset(name: str, data_dir=None) -> ImageDataset:
+    """The dataset `name` (one of DATASETS); mnist, svhn and cifar10 read their files from data_dir."""
+    if name == "lines":
+        return LinesDataset()
+    if name == "digits":
+        from latentops.data.digits import load_digits
+        return load_digits()
+    if name == "mnist":
+        from latentops.data.mnist import load_mnist
+        return load_mnist(data_dir)
+    if name == "svhn":
+        from latentops.data.svhn import load_svhn
+        return load_svhn(data_dir)
+    if name == "cifar10":
+        from latentops.data.cifar10 import load_cifar10
+        return load_cifar10(data_dir)
+    raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+
+
+__all__ = ["ArrayDataset", "DATASETS", "ImageDataset", "LinesDataset", "draw_lines", "load_dataset"]

@@ -1,0 +1,99 @@
+"""The training loop: outputs, exact resume after an interruption, refusals."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from latentops.pipelines import train
+from latentops.pipelines.train import _Run
+
+from .tiny import tiny_config
+
+
+def _final_state(run_dir):
+    folder = run_dir / (run_dir / "latest").read_text().strip()
+    return load_file(str(folder / "model.safetensors")), torch.load(folder / "state.pt", weights_only=True)
+
+
+def _losses(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "images_per_s"} for r in records]
+
+
+def test_run_writes_its_outputs(tmp_path):
+    summary = train(tiny_config(tmp_path / "run", downstream=True))
+    run = tmp_path / "run"
+    for name in ("metrics.json", "metrics.jsonl", "config.json", "interpolation.png", "loss.png",
+                 "interpolation-frames.png", "latest"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "metrics.json").read_text()) == summary
+    assert summary["steps"] == 6
+    for key in ("mean_distance", "smoothness", "test_mse", "probe_accuracy", "clustering_accuracy"):
+        assert isinstance(summary[key], float), key
+    kinds = [r["kind"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    assert kinds.count("eval") == 2 and kinds.count("train") == 6
+
+
+@pytest.mark.parametrize("model", ["acai", "vqvae"])
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, model):
+    # acai: two optimizers, random α; vqvae: k-means init, EMA buffers, dead-code draws. Checkpoints at steps 2 and 4; the interruption hits step 5.
+    train(tiny_config(tmp_path / "straight", model))
+
+    original = _Run._train_step
+
+    def crash_at_step_5(self):
+        if self.step == 4:
+            raise KeyboardInterrupt("simulated interruption")
+        return original(self)
+
+    monkeypatch.setattr(_Run, "_train_step", crash_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path / "resumed", model))
+    monkeypatch.setattr(_Run, "_train_step", original)
+    assert (tmp_path / "resumed" / "latest").read_text().strip() == "checkpoint-4"
+    train(tiny_config(tmp_path / "resumed", model, resume=True))
+
+    (weights_a, state_a), (weights_b, state_b) = (_final_state(tmp_path / d) for d in ("straight", "resumed"))
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+    for group, opt_a in state_a["optimizers"].items():
+        for index, slots in opt_a["state"].items():
+            for slot, value in slots.items():
+                assert torch.equal(value, state_b["optimizers"][group]["state"][index][slot]), (group, slot)
+    assert torch.equal(state_a["rng"][0]["torch"], state_b["rng"][0]["torch"])
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    train(tiny_config(tmp_path / "a", steps=4))
+    summary = train(tiny_config(tmp_path / "a", steps=6, resume=True))
+    assert summary["steps"] == 6
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path):
+    train(tiny_config(tmp_path / "a", steps=2))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(tmp_path / "a", steps=2))
+
+
+def test_resume_with_another_setting_names_it(tmp_path):
+    train(tiny_config(tmp_path / "a", steps=2))
+    with pytest.raises(ValueError, match="--lr"):
+        train(tiny_config(tmp_path / "a", steps=4, lr=5e-4, resume=True))
+
+
+@pytest.mark.parametrize("field, value", [("model", "nope"), ("dataset", "imagenet"), ("steps", 0),
+                                          ("batch_size", -1), ("lr", 0.0), ("backend", "cuda"),
+                                          ("eval_every", 0)])
+def test_bad_settings_name_the_argument(tmp_path, field, value):
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(ValueError, match=flag):
+        train(tiny_config(tmp_path / "a", **{field: value}))
+
+
+def test_torch_backend_runs(tmp_path):
+    summary = train(tiny_config(tmp_path / "a", model="softvq", steps=2, eval_every=2, backend="torch"))
+    assert summary["backend"] == "torch"
