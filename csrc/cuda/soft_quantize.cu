@@ -60,9 +60,15 @@ struct Args {
 
 // ---- tensor-core tile product ------------------------------------------------------------------------
 __device__ __forceinline__ uint32_t tf32_bits(float x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
   return r;
+#else
+  // cvt.*.tf32 is sm_80+ PTX: below sm_80 this path is never run (see mma_tf32), and an unguarded
+  // asm only assembled there because the optimizer dropped it as dead (a -G build failed).
+  return __float_as_uint(x);
+#endif
 }
 
 __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
