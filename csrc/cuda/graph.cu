@@ -24,17 +24,27 @@ constexpr int kThreads = 128;  // 4 warps, each 32 x 32 of the tile
 constexpr int kBK = 32;        // reduction words per k-tile
 constexpr int kLd = kBK + 4;   // smem pitch: (g·36 + t) mod 32 hits 32 distinct banks
 
+// tf32 and mma.m16n8k8 are sm_80+ PTX: the wheel also builds sm_75, where similarity_graph_cuda
+// refuses to launch the Gram kernel (these bodies only keep that build assembling).
 __device__ __forceinline__ uint32_t to_tf32(float x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
   return r;
+#else
+  return __float_as_uint(x);
+#endif
 }
 
 __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  __trap();
+#endif
 }
 
 // Rows [row0, row0 + 64) of x (n x d), words [k0, k0 + 32) into tile[64][kLd], zero-filled.
@@ -188,6 +198,11 @@ void similarity_graph_cuda(const float* const* xs, const int64_t* dims, int64_t 
   LATENTOPS_CHECK(g >= 0 && n >= 0, "similarity_graph_cuda: negative size g=" << g << " n=" << n);
   LATENTOPS_CHECK(g <= 65535, "similarity_graph_cuda: at most 65535 graphs per call, got " << g);
   if (g == 0 || n == 0) return;
+  int dev = 0, major = 0;
+  LATENTOPS_CUDA_CHECK(cudaGetDevice(&dev));
+  LATENTOPS_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  LATENTOPS_CHECK(major >= 8, "the CUDA similarity graph kernel needs compute capability 8.0 or newer "
+                              "(tf32 tensor cores); use backend='triton' on this GPU");
   const int64_t nb = (n + kTile - 1) / kTile;
   const dim3 grid(static_cast<unsigned>(nb * (nb + 1) / 2), static_cast<unsigned>(g));
   const float neg_inv = -0.5f / (sigma * sigma);

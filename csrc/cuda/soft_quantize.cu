@@ -60,9 +60,15 @@ struct Args {
 
 // ---- tensor-core tile product ------------------------------------------------------------------------
 __device__ __forceinline__ uint32_t tf32_bits(float x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
   return r;
+#else
+  // cvt.*.tf32 is sm_80+ PTX: below sm_80 this path is never run (see mma_tf32), and an unguarded
+  // asm only assembled there because the optimizer dropped it as dead (a -G build failed).
+  return __float_as_uint(x);
+#endif
 }
 
 __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -438,8 +444,12 @@ __global__ void __launch_bounds__(kThreads) sq_backward_rows_kernel(Args a) {
 template <bool kExact>
 __global__ void __launch_bounds__(kThreads) sq_backward_centroids_kernel(Args a) {
   extern __shared__ float smem[];
-  float *Cs = smem, *Zs = Cs + kTileFloats, *Gs = Zs + kTileFloats, *Vg = Gs + kTileFloats,
-        *Vz = Vg + kTileFloats, *Ws = Vz + kTileFloats;
+  // The value tiles reuse the z and g dot tiles: dot_tiles ends with a barrier after its last read
+  // of Zs / Gs, and the barrier closing each sweep step comes before the next step's loads. Four
+  // tiles (68 KiB) rather than six (102 KiB: over the 99 KiB a block may opt into on sm_86, sm_89
+  // and sm_120, where cudaFuncSetAttribute would fail).
+  float *Cs = smem, *Zs = Cs + kTileFloats, *Gs = Zs + kTileFloats, *Ws = Gs + kTileFloats;
+  float *Vg = Zs, *Vz = Gs;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float* my_w = Ws + warp * 16 * kLd;
   const int64_t q0 = int64_t(blockIdx.x) * kTile, v0 = int64_t(blockIdx.y) * kTile;
@@ -563,10 +573,10 @@ void soft_quantize_backward_cuda(const float* grad, const float* z, const float*
   const dim3 cols_grid = grid_for((k + kTile - 1) / kTile, d);
   if (exact) {
     launch(sq_backward_rows_kernel<true>, 5, rows_grid, a, st);
-    launch(sq_backward_centroids_kernel<true>, 6, cols_grid, a, st);
+    launch(sq_backward_centroids_kernel<true>, 4, cols_grid, a, st);
   } else {
     launch(sq_backward_rows_kernel<false>, 5, rows_grid, a, st);
-    launch(sq_backward_centroids_kernel<false>, 6, cols_grid, a, st);
+    launch(sq_backward_centroids_kernel<false>, 4, cols_grid, a, st);
   }
 }
 
