@@ -237,6 +237,33 @@ __device__ __forceinline__ void dot_tiles(const Args& a, Operand x, Operand y, O
   }
 }
 
+// One step of the online softmax over a column tile of z rows: dot (this warp's strip of z~.c~) becomes
+// the logits (-inf outside n x k); the running row maxima m advance over the tile; m_safe are the
+// maxima to subtract and alpha = exp(m_old - m_safe) the factor that rescales what was accumulated.
+__device__ __forceinline__ void logits_and_new_max(const Args& a, int64_t row0, int64_t q0,
+                                                   const float* zsq, Acc& dot, float (&m)[2],
+                                                   float (&m_safe)[2], float (&alpha)[2]) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < kFrags; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = warp * 16 + frag_row(lane, e);
+      const int64_t row = row0 + r, col = q0 + frag_col(lane, j, e);
+      const float lg = (row < a.n && col < a.k) ? logit_at(a, row, col, zsq[r], dot[j][e]).l : -INFINITY;
+      dot[j][e] = lg;
+      tile_max[e >> 1] = fmaxf(tile_max[e >> 1], lg);
+    }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float m_new = fmaxf(m[h], quad_max(tile_max[h]));
+    m_safe[h] = finite_or_zero(m_new);
+    alpha[h] = expf(m[h] - m_safe[h]);
+    m[h] = m_new;
+  }
+}
+
 // ---- forward -------------------------------------------------------------------------------------------
 template <bool kExact>
 __global__ void __launch_bounds__(kThreads) sq_forward_kernel(Args a) {
@@ -256,25 +283,8 @@ __global__ void __launch_bounds__(kThreads) sq_forward_kernel(Args a) {
   for (int64_t q0 = 0; q0 < a.k; q0 += kTile) {
     dot_tiles<kExact, false>(a, zt, ct, zt, ct, row0, q0, Zs, Cs, Zs, Cs, dot, unused);
     load_tile(Vs, a.c, q0, a.k, v0, a.d, nullptr);
-    float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < kFrags; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = warp * 16 + frag_row(lane, e);
-        const int64_t row = row0 + r, col = q0 + frag_col(lane, j, e);
-        const float lg = (row < a.n && col < a.k) ? logit_at(a, row, col, zsq[r], dot[j][e]).l : -INFINITY;
-        dot[j][e] = lg;
-        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], lg);
-      }
     float alpha[2], m_safe[2], tile_sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float m_new = fmaxf(m[h], quad_max(tile_max[h]));
-      m_safe[h] = finite_or_zero(m_new);
-      alpha[h] = expf(m[h] - m_safe[h]);
-      m[h] = m_new;
-    }
+    logits_and_new_max(a, row0, q0, zsq, dot, m, m_safe, alpha);
 #pragma unroll
     for (int j = 0; j < kFrags; ++j)
 #pragma unroll
@@ -332,25 +342,8 @@ __global__ void __launch_bounds__(kThreads) sq_backward_rows_kernel(Args a) {
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, dl[2] = {0.f, 0.f};
   for (int64_t q0 = 0; q0 < a.k; q0 += kTile) {
     dot_tiles<kExact, true>(a, zt, ct, gt, ct, row0, q0, Zs, Cs, Gs, Cs, dot, gc);
-    float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < kFrags; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = warp * 16 + frag_row(lane, e);
-        const int64_t row = row0 + r, col = q0 + frag_col(lane, j, e);
-        const float lg = (row < a.n && col < a.k) ? logit_at(a, row, col, zsq[r], dot[j][e]).l : -INFINITY;
-        dot[j][e] = lg;
-        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], lg);
-      }
     float alpha[2], m_safe[2], tile_l[2] = {0.f, 0.f}, tile_dl[2] = {0.f, 0.f};
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float m_new = fmaxf(m[h], quad_max(tile_max[h]));
-      m_safe[h] = finite_or_zero(m_new);
-      alpha[h] = expf(m[h] - m_safe[h]);
-      m[h] = m_new;
-    }
+    logits_and_new_max(a, row0, q0, zsq, dot, m, m_safe, alpha);
 #pragma unroll
     for (int j = 0; j < kFrags; ++j)
 #pragma unroll
