@@ -2,6 +2,7 @@
 switched on before triton is first imported (latentops imports it)."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,3 +37,20 @@ def gen():
     seed = int.from_bytes(os.urandom(4), "little")
     print(f"seed={seed}")
     return torch.Generator().manual_seed(seed)
+
+
+# Tests of tiny models (folders and files under tests/). Splitting their small ops over threads
+# costs more than it saves, and on a loaded 2-core machine each parallel op waits for descheduled
+# workers (2-3x slower there).
+SINGLE_THREADED = ("data", "models", "pipelines", "test_cli.py")
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded_tiny_models(request):
+    if request.path.relative_to(Path(__file__).parent).parts[0] not in SINGLE_THREADED:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

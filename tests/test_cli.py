@@ -5,21 +5,12 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from latentops.cli import main
 
 TINY = ["--steps", "4", "--batch-size", "8", "--depth", "2", "--latent", "2", "--lr", "1e-3",
         "--device", "cpu", "--eval-every", "2", "--log-every", "2", "--eval-pairs", "4",
         "--eval-images", "32", "--kmeans-restarts", "2", "--probe-images", "100", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: see tests/pipelines/conftest.py
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_train_then_report(tmp_path, capsys):

@@ -15,6 +15,7 @@
 
 #include "latentops/checks.h"
 #include "latentops/graph.h"
+#include "latentops/mma_tf32.cuh"
 
 namespace latentops {
 namespace {
@@ -23,29 +24,6 @@ constexpr int kTile = 64;      // rows and columns of a W tile
 constexpr int kThreads = 128;  // 4 warps, each 32 x 32 of the tile
 constexpr int kBK = 32;        // reduction words per k-tile
 constexpr int kLd = kBK + 4;   // smem pitch: (g·36 + t) mod 32 hits 32 distinct banks
-
-// tf32 and mma.m16n8k8 are sm_80+ PTX: the wheel also builds sm_75, where similarity_graph_cuda
-// refuses to launch the Gram kernel (these bodies only keep that build assembling).
-__device__ __forceinline__ uint32_t to_tf32(float x) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
-  return r;
-#else
-  return __float_as_uint(x);
-#endif
-}
-
-__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();
-#endif
-}
 
 // Rows [row0, row0 + 64) of x (n x d), words [k0, k0 + 32) into tile[64][kLd], zero-filled.
 __device__ __forceinline__ void load_tile(float* tile, const float* x, int64_t n, int64_t d, int64_t row0,
@@ -96,21 +74,13 @@ __global__ void __launch_bounds__(kThreads) sg_gram_kernel(const float* const* x
         const float* base = As + (wm + mt * 16) * kLd + ks;
         const float v[4] = {base[gq * kLd + tq], base[(gq + 8) * kLd + tq], base[gq * kLd + tq + 4],
                             base[(gq + 8) * kLd + tq + 4]};
-        #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          a_hi[mt][q] = to_tf32(v[q]);
-          a_lo[mt][q] = to_tf32(v[q] - __uint_as_float(a_hi[mt][q]));
-        }
+        split_tf32(v, a_hi[mt], a_lo[mt]);
       }
       #pragma unroll
       for (int nt = 0; nt < 4; ++nt) {
         const float* base = Bs + (wn + nt * 8 + gq) * kLd + ks;
         const float v[2] = {base[tq], base[tq + 4]};
-        #pragma unroll
-        for (int q = 0; q < 2; ++q) {
-          b_hi[nt][q] = to_tf32(v[q]);
-          b_lo[nt][q] = to_tf32(v[q] - __uint_as_float(b_hi[nt][q]));
-        }
+        split_tf32(v, b_hi[nt], b_lo[nt]);
       }
       #pragma unroll
       for (int mt = 0; mt < 2; ++mt) {
@@ -198,11 +168,7 @@ void similarity_graph_cuda(const float* const* xs, const int64_t* dims, int64_t 
   LATENTOPS_CHECK(g >= 0 && n >= 0, "similarity_graph_cuda: negative size g=" << g << " n=" << n);
   LATENTOPS_CHECK(g <= 65535, "similarity_graph_cuda: at most 65535 graphs per call, got " << g);
   if (g == 0 || n == 0) return;
-  int dev = 0, major = 0;
-  LATENTOPS_CUDA_CHECK(cudaGetDevice(&dev));
-  LATENTOPS_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  LATENTOPS_CHECK(major >= 8, "the CUDA similarity graph kernel needs compute capability 8.0 or newer "
-                              "(tf32 tensor cores); use backend='triton' on this GPU");
+  require_tf32_tensor_cores("similarity graph");
   const int64_t nb = (n + kTile - 1) / kTile;
   const dim3 grid(static_cast<unsigned>(nb * (nb + 1) / 2), static_cast<unsigned>(g));
   const float neg_inv = -0.5f / (sigma * sigma);

@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "latentops/checks.h"
+#include "latentops/mma_tf32.cuh"
 #include "latentops/soft_quantize.h"
 
 namespace latentops {
@@ -59,38 +60,6 @@ struct Args {
 };
 
 // ---- tensor-core tile product ------------------------------------------------------------------------
-__device__ __forceinline__ uint32_t tf32_bits(float x) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
-  return r;
-#else
-  // cvt.*.tf32 is sm_80+ PTX: below sm_80 this path is never run (see mma_tf32), and an unguarded
-  // asm only assembled there because the optimizer dropped it as dead (a -G build failed).
-  return __float_as_uint(x);
-#endif
-}
-
-__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();  // the launcher refuses devices below sm_80
-#endif
-}
-
-// x = hi + lo with both parts tf32 (lo is what rounding hi dropped).
-template <int N>
-__device__ __forceinline__ void split_tf32(const float (&x)[N], uint32_t (&hi)[N], uint32_t (&lo)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) {
-    hi[i] = tf32_bits(x[i]);
-    lo[i] = tf32_bits(x[i] - __uint_as_float(hi[i]));
-  }
-}
 
 // acc (this warp's 16 x 64 strip) += A (16 x 64, row-major, pitch kLd) times B over 64 reduction
 // steps. B_ROWS_ARE_COLUMNS: B is stored as [column][step] (a dot tile: rows . columns^T); else as
@@ -509,14 +478,6 @@ __global__ void __launch_bounds__(kThreads) sq_backward_centroids_kernel(Args a)
 }
 
 // ---- launch ----------------------------------------------------------------------------------------------
-void check_device() {
-  int dev = 0, major = 0;
-  LATENTOPS_CUDA_CHECK(cudaGetDevice(&dev));
-  LATENTOPS_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  LATENTOPS_CHECK(major >= 8, "the CUDA soft_quantize kernel needs compute capability 8.0 or newer "
-                              "(tf32 tensor cores); use backend='triton' on this GPU");
-}
-
 template <typename Kernel>
 void launch(Kernel kernel, int tiles, dim3 grid, const Args& a, cudaStream_t stream) {
   const int bytes = tiles * kTileFloats * static_cast<int>(sizeof(float));
@@ -538,7 +499,7 @@ void soft_quantize_forward_cuda(const float* z, const float* c_centred, const fl
                                 const float* log_prior, int64_t n, int64_t k, int64_t d, bool exact,
                                 float* z_hat, float* lse, void* stream) {
   LATENTOPS_CHECK(n > 0 && k > 0 && d > 0, "soft_quantize_forward_cuda: n, k, d must be positive");
-  check_device();
+  require_tf32_tensor_cores("soft_quantize");
   Args a{};
   a.z = z, a.c = c_centred, a.c_sq = c_sq, a.mu = mu, a.s = s, a.s_mode = static_cast<int>(s_mode);
   a.b = log_prior, a.n = n, a.k = k, a.d = d, a.z_hat = z_hat, a.lse = lse;
@@ -555,7 +516,7 @@ void soft_quantize_backward_cuda(const float* grad, const float* z, const float*
                                  float* grad_codebook, float* grad_s, float* grad_log_prior,
                                  void* stream) {
   LATENTOPS_CHECK(n > 0 && k > 0 && d > 0, "soft_quantize_backward_cuda: n, k, d must be positive");
-  check_device();
+  require_tf32_tensor_cores("soft_quantize");
   Args a{};
   a.z = z, a.c = c_centred, a.c_sq = c_sq, a.mu = mu, a.s = s, a.s_mode = static_cast<int>(s_mode);
   a.b = log_prior, a.grad = grad, a.n = n, a.k = k, a.d = d;

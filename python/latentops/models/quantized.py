@@ -18,7 +18,22 @@ def _maps(vectors):
     return vectors.permute(0, 3, 1, 2)
 
 
-class VQVAE(Autoencoder):
+class _QuantizedAutoencoder(Autoencoder):
+    """Encoder → self.quantizer (a module returning quantized, loss, perplexity) → decoder."""
+
+    quantizer: VectorQuantizer | SoftVectorQuantizer
+
+    def decode(self, z):
+        return self.decoder(_maps(self.quantizer(_vectors(z)).quantized))
+
+    def losses(self, x):
+        out = self.quantizer(_vectors(self.encode(x)))
+        reconstruction = F.mse_loss(self.decoder(_maps(out.quantized)), x)
+        return Losses({"autoencoder": reconstruction + out.loss},
+                      {"mse": reconstruction.detach(), "perplexity": out.perplexity.detach()})
+
+
+class VQVAE(_QuantizedAutoencoder):
     """VQ-VAE with an EMA codebook, initialized by k-means on the first batch (a random init
     leaves most codes unused: every latent of a fresh encoder lands on a few codewords), dead
     codes replaced from the batch, synchronized across ranks under torch.distributed."""
@@ -31,17 +46,8 @@ class VQVAE(Autoencoder):
                                          dead_code_threshold=dead_code_threshold,
                                          kmeans_init=kmeans_init)
 
-    def decode(self, z):
-        return self.decoder(_maps(self.quantizer(_vectors(z)).quantized))
 
-    def losses(self, x):
-        out = self.quantizer(_vectors(self.encode(x)))
-        reconstruction = F.mse_loss(self.decoder(_maps(out.quantized)), x)
-        return Losses({"autoencoder": reconstruction + out.loss},
-                      {"mse": reconstruction.detach(), "perplexity": out.perplexity.detach()})
-
-
-class SoftVQAutoencoder(Autoencoder):
+class SoftVQAutoencoder(_QuantizedAutoencoder):
     """Soft VQ: the latent is replaced by the posterior mean of the codewords given the noisy
     latent, with a learned precision."""
 
@@ -52,12 +58,3 @@ class SoftVQAutoencoder(Autoencoder):
         self.quantizer = SoftVectorQuantizer(latent, codebook_size, noise_std=noise_std,
                                              precision=precision, learn_precision=learn_precision,
                                              beta=beta)
-
-    def decode(self, z):
-        return self.decoder(_maps(self.quantizer(_vectors(z)).quantized))
-
-    def losses(self, x):
-        out = self.quantizer(_vectors(self.encode(x)))
-        reconstruction = F.mse_loss(self.decoder(_maps(out.quantized)), x)
-        return Losses({"autoencoder": reconstruction + out.loss},
-                      {"mse": reconstruction.detach(), "perplexity": out.perplexity.detach()})
