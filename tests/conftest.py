@@ -2,6 +2,7 @@
 switched on before triton is first imported (latentops imports it)."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,20 @@ def _single_threaded_tiny_models(request):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def run_processes(worker, args: tuple, nprocs: int, timeout_s: float) -> None:
+    """Runs worker(rank, *args) in `nprocs` spawned processes; fails the test (and kills them) if
+    they are not done in `timeout_s` seconds, so a deadlocked collective cannot hang the suite."""
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(worker, args=args, nprocs=nprocs, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not context.join(timeout=1):
+            if time.monotonic() > deadline:
+                pytest.fail("distributed workers did not finish in time")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()

@@ -3,12 +3,12 @@ synced statistics must equal one process's on the concatenated batch."""
 
 import datetime
 import os
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+
+from conftest import run_processes
 
 from latentops.nn import VectorQuantizer
 
@@ -64,17 +64,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 
 
 def _run_ranks(tmp_path) -> list[dict]:
-    context = mp.start_processes(_worker, args=(str(tmp_path / "init"), str(tmp_path)),
-                                 nprocs=WORLD, join=False, start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not context.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("distributed workers did not finish in time")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
+    run_processes(_worker, (str(tmp_path / "init"), str(tmp_path)), WORLD, TIMEOUT_S)
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
 
 

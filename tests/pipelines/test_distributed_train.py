@@ -4,12 +4,11 @@ does)."""
 
 import datetime
 import os
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from conftest import run_processes
 from safetensors.torch import load_file
 
 from latentops.data import LinesDataset
@@ -45,17 +44,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    context = mp.start_processes(_worker, args=(str(out / "init"), str(out)), nprocs=WORLD,
-                                 join=False, start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not context.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("distributed workers did not finish in time")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
+    run_processes(_worker, (str(out / "init"), str(out)), WORLD, TIMEOUT_S)
     return out
 
 
