@@ -79,16 +79,21 @@ def _similarity_kernel(x_ptr, off_ptr, dim_ptr, ti_ptr, tj_ptr, w_ptr, stats_ptr
 
 
 @triton.jit
-def _spmm_kernel(x_ptr, off_ptr, dim_ptr, rowptr_ptr, col_ptr, coef_ptr, acc_ptr, dots_ptr, n,
-                 n_chunks, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+def _row_chunk(off_ptr, dim_ptr, n, BLOCK_D: tl.constexpr):
+    """This program's row r of all G·n rows (i within its graph), column chunk c, its layer's
+    width d and offset in the packed buffer, and the chunk's columns dd with their mask."""
     r = tl.program_id(0)
     c = tl.program_id(1)
     g = r // n
-    i = r % n
     d = tl.load(dim_ptr + g)
-    off = tl.load(off_ptr + g)
     dd = c * BLOCK_D + tl.arange(0, BLOCK_D)
-    dm = dd < d
+    return r, c, r % n, d, tl.load(off_ptr + g), dd, dd < d
+
+
+@triton.jit
+def _spmm_kernel(x_ptr, off_ptr, dim_ptr, rowptr_ptr, col_ptr, coef_ptr, acc_ptr, dots_ptr, n,
+                 n_chunks, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+    r, c, i, d, off, dd, dm = _row_chunk(off_ptr, dim_ptr, n, BLOCK_D)
     start = tl.load(rowptr_ptr + r)
     stop = tl.load(rowptr_ptr + r + 1)
     offs_e = tl.arange(0, BLOCK_E)
@@ -108,14 +113,7 @@ def _spmm_kernel(x_ptr, off_ptr, dim_ptr, rowptr_ptr, col_ptr, coef_ptr, acc_ptr
 @triton.jit
 def _row_terms_kernel(x_ptr, off_ptr, dim_ptr, dots_ptr, alpha_ptr, beta_ptr, gamma_ptr, out_ptr, n,
                       n_chunks, BLOCK_D: tl.constexpr, CHUNKS: tl.constexpr):
-    r = tl.program_id(0)
-    c = tl.program_id(1)
-    g = r // n
-    i = r % n
-    d = tl.load(dim_ptr + g)
-    off = tl.load(off_ptr + g)
-    dd = c * BLOCK_D + tl.arange(0, BLOCK_D)
-    dm = dd < d
+    r, c, i, d, off, dd, dm = _row_chunk(off_ptr, dim_ptr, n, BLOCK_D)
     oc = tl.arange(0, CHUNKS)
     dot = tl.sum(tl.load(dots_ptr + r * n_chunks + oc, mask=oc < n_chunks, other=0.0), axis=0)
     scale = tl.load(beta_ptr + r) + tl.load(gamma_ptr + r) * dot
