@@ -24,8 +24,10 @@ import torch
 import triton
 import triton.language as tl
 
+from latentops.kernel_enums import GraphMetric
+
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-METRIC_CODES = {"cosine": 0, "gaussian": 1}
+_COSINE = tl.constexpr(int(GraphMetric.COSINE))
 
 
 @triton.jit
@@ -56,7 +58,7 @@ def _similarity_kernel(x_ptr, off_ptr, dim_ptr, ti_ptr, tj_ptr, w_ptr, stats_ptr
         acc = tl.dot(a, tl.trans(b), acc, input_precision=PRECISION)
         sq_i += tl.sum(a * a, axis=1)
         sq_j += tl.sum(b * b, axis=1)
-    if METRIC == 0:
+    if METRIC == _COSINE:
         r_i = tl.where(sq_i > 0, 1.0 / tl.sqrt(tl.where(sq_i > 0, sq_i, 1.0)), 0.0)
         r_j = tl.where(sq_j > 0, 1.0 / tl.sqrt(tl.where(sq_j > 0, sq_j, 1.0)), 0.0)
         w = acc * r_i[:, None] * r_j[None, :]
@@ -146,14 +148,15 @@ def _pack(xs: list[torch.Tensor]):
             torch.tensor(widths, dtype=torch.int32, device=dev), starts, widths)
 
 
-def similarity_forward(xs: list[torch.Tensor], metric: str, sigma: float, relu: bool, *,
-                       precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """xs: G contiguous float32 (n, d_g) tensors on one device. Returns W (G, n, n) float32 with
-    diagonal 0 and the row statistic (G, n): 1/‖x_i‖ (cosine) or ‖x_i‖² (Gaussian).
+def similarity_graph_forward(xs: list[torch.Tensor], metric: str, sigma: float, relu: bool, *,
+                             precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """xs: contiguous float32 (n, d_g) tensors, or (B, n, d) tensors of B graphs each, on one
+    device. Returns W (G, n, n) float32 with diagonal 0 and the row statistic (G, n): 1/‖x_i‖
+    (cosine) or ‖x_i‖² (Gaussian).
     precision: tl.dot input precision for the Gram; default "ieee" under the interpreter and
     "tf32x3" on a GPU (fp32-accurate on tensor cores)."""
-    g, n = len(xs), xs[0].shape[0]
-    dev = xs[0].device
+    n, dev = xs[0].shape[-2], xs[0].device
+    g = sum(t.shape[0] if t.dim() == 3 else 1 for t in xs)
     w = torch.empty((g, n, n), dtype=torch.float32, device=dev)
     stats = torch.empty((g, n), dtype=torch.float32, device=dev)
     if n == 0:
@@ -169,13 +172,14 @@ def similarity_forward(xs: list[torch.Tensor], metric: str, sigma: float, relu: 
     with _device_guard(w):
         _similarity_kernel[(ti.numel(), g)](
             flat, offsets, dims, ti, tj, w, stats, n, -0.5 / (sigma * sigma),
-            METRIC=METRIC_CODES[metric], RELU=relu, PRECISION=precision, BLOCK=block, BLOCK_D=block_d,
+            METRIC=int(GraphMetric[metric.upper()]), RELU=relu, PRECISION=precision, BLOCK=block, BLOCK_D=block_d,
             num_warps=4, num_stages=3)
     return w, stats
 
 
-def sparse_backward(xs: list[torch.Tensor], rowptr: torch.Tensor, col: torch.Tensor, coef: torch.Tensor,
-                    alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> list[torch.Tensor]:
+def similarity_graph_sparse_backward(xs: list[torch.Tensor], rowptr: torch.Tensor, col: torch.Tensor,
+                                     coef: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+                                     gamma: torch.Tensor) -> list[torch.Tensor]:
     """grad_x_g[i] = α·acc − x_i·(β + γ·(x_i·acc)), acc = Σ_e coef_e x_g[col_e] over row g·n + i's
     CSR entries (rowptr int64 (G·n + 1), col int64 local row indices). xs: (n, d) tensors or
     (B, n, d) tensors of B graphs each. Returns float32 gradients in the shapes of xs."""

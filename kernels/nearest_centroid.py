@@ -274,9 +274,11 @@ def _dot_error_units(dtype: torch.dtype, d: int) -> float:
 
 
 def nearest_centroid_forward(z: torch.Tensor, codebook: torch.Tensor,
-                             exact: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                             accuracy: str) -> tuple[torch.Tensor, torch.Tensor]:
     """z (N, D) and codebook (K, D): contiguous, same device, same dtype in {float32, float16,
-    bfloat16}; N >= 0, K >= 1, D >= 1. Returns (indices int64 (N,), sq_dist float32 (N,))."""
+    bfloat16}; N >= 0, K >= 1, D >= 1. accuracy: "exact" (certified: near-ties re-decided in fp32)
+    or "fast" (tensor-core distances decide). Returns (indices int64 (N,), sq_dist float32 (N,))."""
+    exact = accuracy == "exact"
     n, d = z.shape
     k = codebook.shape[0]
     indices = torch.empty(n, dtype=torch.int64, device=z.device)

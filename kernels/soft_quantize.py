@@ -19,7 +19,8 @@ Extra memory: the centred codebook (K×D, plus a 16-bit copy for 16-bit inputs) 
 Numerics. Distances are shift-invariant, so everything runs relative to the codebook mean μ:
 z̃ = z − μ, c̃ = c − μ, ‖z̃ − c̃‖² = ‖z̃‖² + ‖c̃‖² − 2 z̃·c̃ (clamped at 0), ẑ = Σ p c̃ + μ and
 g·c_k − δ_n = g·c̃_k − g·(ẑ_n − μ); data far from the origin then does not lose its digits to the
-expanded form. float32 dots run in "ieee" fp32 by default (1e-5 relative; tf32 would give ~3e-4).
+expanded form. float32 dots run in 3xTF32 for accuracy="exact" (fp32-accurate, ~1e-5 relative)
+and in one tf32 product for accuracy="fast" (~3e-4).
 float16/bfloat16 inputs: the distance dot runs uncentred on native tensor cores (raw z and c: exact
 products, fp32 accumulation; centring would round z − μ to 16 bits, a 5e-4 relative error in every
 distance, far worse than the fp32 cancellation it saves unless the data sits far from 0); the
@@ -40,10 +41,16 @@ import torch
 import triton
 import triton.language as tl
 
+from latentops.kernel_enums import PrecisionLayout
+
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
-S_SCALAR, S_PER_ROW, S_PER_CENTROID, S_FULL = 0, 1, 2, 3
-PRECISIONS = ("ieee", "tf32x3", "tf32")  # for float32 inputs; 16-bit inputs ignore it
+_SCALAR = tl.constexpr(int(PrecisionLayout.SCALAR))
+_PER_ROW = tl.constexpr(int(PrecisionLayout.PER_ROW))
+_PER_CENTROID = tl.constexpr(int(PrecisionLayout.PER_CENTROID))
+_FULL = tl.constexpr(int(PrecisionLayout.FULL))
+# tl.dot input precision of float32 operands per accuracy (16-bit operands ignore it).
+_DOT_PRECISION = {"exact": "tf32x3", "fast": "tf32"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,11 +99,11 @@ def _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
             S_MODE: tl.constexpr, HAS_PRIOR: tl.constexpr):
     """(squared distance, s, logit) tiles; masked columns get logit −inf."""
     dist = tl.maximum(z_sq[:, None] + c_sq[None, :] - 2.0 * zc, 0.0)
-    if S_MODE == 0:
+    if S_MODE == _SCALAR:
         s = tl.load(s_ptr + offs_n * 0, mask=n_mask, other=1.0)[:, None] + tl.zeros_like(dist)
-    elif S_MODE == 1:
+    elif S_MODE == _PER_ROW:
         s = tl.load(s_ptr + offs_n, mask=n_mask, other=1.0)[:, None] + tl.zeros_like(dist)
-    elif S_MODE == 2:
+    elif S_MODE == _PER_CENTROID:
         s = tl.load(s_ptr + offs_k, mask=k_mask, other=1.0)[None, :] + tl.zeros_like(dist)
     else:
         s_idx = offs_n.to(tl.int64)[:, None] * K + offs_k[None, :]
@@ -330,16 +337,16 @@ def _soft_quantize_backward_rows_kernel(
         acc = tl.dot(a_s, cvt, acc, input_precision=VALUE_PRECISION)
         if NEED_GRAD_S:
             gs_tile = -0.5 * a * dist
-            if S_MODE == 3:
+            if S_MODE == _FULL:
                 if pid_v == 0:
                     s_idx = offs_n.to(tl.int64)[:, None] * K + offs_k[None, :]
                     tl.store(grad_s_ptr + s_idx, gs_tile, mask=n_mask[:, None] & k_mask[None, :])
-            elif S_MODE != 2:
+            elif S_MODE != _PER_CENTROID:
                 gs += tl.sum(gs_tile, axis=1)
 
     grad_z = acc - acc_w[:, None] * zt
     tl.store(grad_z_ptr + rows + offs_v[None, :], grad_z, mask=nv_mask)
-    if NEED_GRAD_S and (S_MODE == 0 or S_MODE == 1):
+    if NEED_GRAD_S and (S_MODE == _SCALAR or S_MODE == _PER_ROW):
         if pid_v == 0:
             tl.store(grad_s_ptr + offs_n, gs, mask=n_mask)
 
@@ -413,7 +420,7 @@ def _soft_quantize_backward_centroids_kernel(
         acc_w += tl.sum(a_s, axis=0)
         if NEED_GRAD_B:
             gb += tl.sum(a, axis=0)
-        if NEED_GRAD_S and S_MODE == 2:
+        if NEED_GRAD_S and S_MODE == _PER_CENTROID:
             gs += tl.sum(-0.5 * a * dist, axis=0)
 
     grad_c = acc - acc_w[:, None] * cvt
@@ -421,7 +428,7 @@ def _soft_quantize_backward_centroids_kernel(
     if pid_v == 0:
         if NEED_GRAD_B:
             tl.store(grad_b_ptr + offs_k, gb, mask=k_mask)
-        if NEED_GRAD_S and S_MODE == 2:
+        if NEED_GRAD_S and S_MODE == _PER_CENTROID:
             tl.store(grad_s_ptr + offs_k, gs, mask=k_mask)
 
 
@@ -457,11 +464,9 @@ def _config(kernel: str, single_d: bool, k: int) -> tuple[int, int, int, int]:
     return 64, 64, 4, 2  # centroids
 
 
-def _precisions(dtype: torch.dtype, precision: str) -> tuple[str, str]:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+def _precisions(dtype: torch.dtype, accuracy: str) -> tuple[str, str]:
     if dtype == torch.float32:
-        return precision, precision
+        return _DOT_PRECISION[accuracy], _DOT_PRECISION[accuracy]
     # 16-bit distance operands: native tensor cores (the setting is ignored for them); value
     # dots take fp32 operands in tf32.
     return "tf32", "tf32"
@@ -482,12 +487,12 @@ def _device_guard(t: torch.Tensor):
 
 
 def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor, s_mode: int,
-                          log_prior: torch.Tensor | None, *,
-                          precision: str = "ieee") -> tuple[torch.Tensor, torch.Tensor]:
+                          log_prior: torch.Tensor | None,
+                          accuracy: str = "exact") -> tuple[torch.Tensor, torch.Tensor]:
     """z (N, D), codebook (K, D): contiguous, same device and dtype in {float32, float16,
     bfloat16}, K ≥ 1, D ≥ 1. s: float32 contiguous, (1,) for s_mode 0 (scalar), (N,) for 1 (per
     row), (K,) for 2 (per centroid), (N, K) for 3 (full). log_prior: float32 (K,) or None (zeros).
-    precision (float32 inputs only): "ieee" (default, fp32-accurate), "tf32x3" or "tf32".
+    accuracy (float32 inputs only): "exact" (3xTF32, fp32-accurate) or "fast" (one tf32 product).
     Returns z_hat float32 (N, D) and lse float32 (N,)."""
     n, d = z.shape
     k = codebook.shape[0]
@@ -496,7 +501,7 @@ def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tens
     if n == 0:
         return z_hat, lse
     mu, c_val, c_dist, c_sq = _prepare(z, codebook)
-    dist_prec, value_prec = _precisions(z.dtype, precision)
+    dist_prec, value_prec = _precisions(z.dtype, accuracy)
     block_d, block_dv, single_d = _d_blocks(z.dtype, d)
     block_n, block_k, warps, stages = _config("forward", single_d, k)
     has_prior = log_prior is not None
@@ -516,9 +521,8 @@ def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tens
 
 def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.Tensor,
                            s: torch.Tensor, s_mode: int, log_prior: torch.Tensor | None,
-                           z_hat: torch.Tensor, lse: torch.Tensor, need_grad_s: bool,
-                           need_grad_log_prior: bool, *, precision: str = "ieee",
-                           delta_pass: bool = True):
+                           z_hat: torch.Tensor, lse: torch.Tensor, accuracy: str, need_grad_s: bool,
+                           need_grad_log_prior: bool, *, delta_pass: bool = True):
     """grad float32 (N, D) = dL/dz_hat; the other arguments as for soft_quantize_forward, plus
     its outputs z_hat and lse. Returns grad_z (N, D) float32, grad_codebook (K, D) float32, grad_s
     in s's shape float32 (None unless need_grad_s) and grad_log_prior (K,) float32 (None unless
@@ -542,13 +546,13 @@ def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.
     grad_b = torch.empty(k, dtype=torch.float32, device=dev) if need_grad_log_prior else None
     if not need_grad_s:
         grad_s = None
-    elif s_mode in (S_SCALAR, S_PER_ROW):
+    elif s_mode in (PrecisionLayout.SCALAR, PrecisionLayout.PER_ROW):
         grad_s = torch.empty(n, dtype=torch.float32, device=dev)  # per-row sums
     else:
         grad_s = torch.empty(s.shape, dtype=torch.float32, device=dev)
 
     mu, c_val, c_dist, c_sq = _prepare(z, codebook)
-    dist_prec, value_prec = _precisions(z.dtype, precision)
+    dist_prec, value_prec = _precisions(z.dtype, accuracy)
     block_d, block_dv, single_d = _d_blocks(z.dtype, d)
     n_dv = triton.cdiv(d, block_dv)
     has_prior = log_prior is not None
@@ -586,6 +590,6 @@ def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.
             NEED_GRAD_B=need_grad_log_prior,
             BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages, **common)
 
-    if need_grad_s and s_mode == S_SCALAR:
+    if need_grad_s and s_mode == PrecisionLayout.SCALAR:
         grad_s = grad_s.sum(dtype=torch.float64).to(torch.float32).reshape(s.shape)
     return grad_z, grad_c, grad_s, grad_b

@@ -1,48 +1,49 @@
-"""Which backends loaded here, and which one runs a given call.
+"""Which backends exist here, and which one runs a given call: one rule for every op.
 
 Backends: "cuda" (hand-written kernels in latentops._C), "triton" (latentops.kernels), "cpu" (C++
-kernels in latentops._C) and "torch" (the pure-torch reference, always present). A missing extension
-or Triton costs a one-line warning at import and falls back to what is there, never an import error.
+kernels in latentops._C) and "torch" (the pure-torch reference, always present). A missing
+extension costs a one-line warning at import and the torch backend, never an import error.
 
-The choice for a call, first match wins: the call's `backend=` argument, the innermost
-`use_backend(...)` context, the LATENTOPS_BACKEND environment variable (read at import), then the
-fastest backend present for the tensor's device.
+The requested backend of a call, first match wins: the call's `backend=` argument, the innermost
+`use_backend(...)` block, the LATENTOPS_BACKEND environment variable (read at import). Then:
+  * a backend named by the argument must be able to run the call (the op has a kernel for it,
+    it loaded, it runs on the tensors' device and takes their dtype), else ValueError saying why;
+  * a backend named by a block or the environment is a preference: used when it can run the
+    call, otherwise the automatic choice decides (a float64 call inside use_backend("cpu") runs
+    on the torch reference);
+  * the automatic choice is the fastest backend that can run the call, skipping kernels that an
+    op family declares used only when named (not yet validated on a GPU).
+
+Triton is imported at the first call that runs on it, not with latentops: importing it costs
+~0.3 s, and on a machine without a GPU (and without the Triton interpreter) it never runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import importlib
 import importlib.util
 import os
 import warnings
-from types import ModuleType
+from collections.abc import Callable
 
 import torch
 
+from latentops.native import library as native
+
 BACKEND_NAMES = ("cuda", "triton", "cpu", "torch")
-_FASTEST_FIRST = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpu", "torch")}
-
-
-def _load(module: str, what: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module)
-    except Exception as exc:  # an ImportError, or a broken install raising anything else
-        warnings.warn(f"latentops: {what} unavailable ({type(exc).__name__}: {exc}); "
-                      "falling back to the other backends", RuntimeWarning, stacklevel=3)
-        return None
-
-
-native: ModuleType | None = _load("latentops._C", "the compiled extension (cpu/cuda backends)")
-if native is not None and not native.cpu_supported:
-    warnings.warn("latentops: this processor lacks AVX2/FMA, which the C++ CPU kernels need; "
-                  "CPU tensors use the torch backend", RuntimeWarning, stacklevel=2)
-triton_kernels: ModuleType | None = (
-    _load("latentops.kernels", "the Triton kernels")
-    if importlib.util.find_spec("triton") is not None else None
-)
+_FASTEST_FIRST = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpu", "triton", "torch")}
 # Under the Triton interpreter the Triton kernels also run on CPU tensors (how CI tests them).
 _TRITON_ON_CPU = os.environ.get("TRITON_INTERPRET") == "1"
+
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+ALL_FLOAT_DTYPES = (*KERNEL_DTYPES, torch.float64)
+
+if native is not None and not native.cpu_supported:
+    warnings.warn("latentops: the C++ CPU kernels were not built for this processor (they need "
+                  "x86-64 with AVX2/FMA); CPU tensors use the torch backend", RuntimeWarning, stacklevel=2)
 
 
 def _check_name(name: str, where: str) -> str:
@@ -51,39 +52,67 @@ def _check_name(name: str, where: str) -> str:
     return name
 
 
-_selected: list[str] = []
+_selected: list[str | None] = []
 _env_backend = os.environ.get("LATENTOPS_BACKEND") or None
 if _env_backend is not None:
     _check_name(_env_backend, "LATENTOPS_BACKEND")
 
 
+@functools.cache
+def _triton_kernels():
+    """latentops.kernels if Triton can run here (a GPU, or the interpreter), imported on first
+    use; None (with one warning if the import failed) otherwise."""
+    if importlib.util.find_spec("triton") is None or not (torch.cuda.is_available() or _TRITON_ON_CPU):
+        return None
+    try:
+        return importlib.import_module("latentops.kernels")
+    except Exception as exc:  # an ImportError, or a broken Triton raising anything else
+        warnings.warn(f"latentops: the Triton kernels are unavailable ({type(exc).__name__}: {exc}); "
+                      "falling back to the other backends", RuntimeWarning, stacklevel=4)
+        return None
+
+
+def triton_kernel(family: str, name: str) -> Callable:
+    """The Triton launcher latentops.kernels.<family>.<name>, imported at its first call."""
+
+    def launch(*args, **kwargs):
+        return getattr(getattr(_triton_kernels(), family), name)(*args, **kwargs)
+
+    launch.__name__ = launch.__qualname__ = f"kernels.{family}.{name}"
+    return launch
+
+
 def backends() -> list[str]:
-    """Names of the backends that loaded in this process (on some device), fastest first."""
-    names = []
-    if native is not None and native.has_cuda and torch.cuda.is_available():
-        names.append("cuda")
-    if triton_kernels is not None and (torch.cuda.is_available() or _TRITON_ON_CPU):
-        names.append("triton")
-    if native is not None and native.cpu_supported:
-        names.append("cpu")
-    names.append("torch")
-    return names
+    """Names of the backends that can run in this process (on some device), fastest first."""
+    present = {*available_on(torch.device("cpu")),
+               *(available_on(torch.device("cuda")) if torch.cuda.is_available() else ())}
+    return [name for name in BACKEND_NAMES if name in present]
 
 
 def available_on(device: torch.device) -> list[str]:
     """Backends that can run on tensors of `device`, fastest first."""
-    present = backends()
-    if device.type == "cuda":
-        return [b for b in _FASTEST_FIRST["cuda"] if b in present]
-    names = [b for b in _FASTEST_FIRST["cpu"] if b in present]
-    if "triton" in present and _TRITON_ON_CPU:
-        names.insert(-1, "triton")
-    return names if device.type == "cpu" else ["torch"]
+    if device.type not in _FASTEST_FIRST:
+        return ["torch"]
+    names = []
+    for name in _FASTEST_FIRST[device.type]:
+        if name == "triton":  # checked (and imported) only where it can run
+            if (device.type == "cuda" or _TRITON_ON_CPU) and _triton_kernels() is not None:
+                names.append(name)
+        elif name == "cuda":
+            if native is not None and native.has_cuda and torch.cuda.is_available():
+                names.append(name)
+        elif name == "cpu":
+            if native is not None and native.cpu_supported:
+                names.append(name)
+        else:
+            names.append(name)
+    return names
 
 
 @contextlib.contextmanager
 def use_backend(name: str | None):
-    """Run the latentops ops inside the block on backend `name` (None restores the automatic choice)."""
+    """Prefer backend `name` for the latentops ops inside the block (None: the automatic choice).
+    A call the backend cannot run (another device, a dtype it lacks) takes the automatic choice."""
     if name is not None:
         _check_name(name, "use_backend")
     _selected.append(name)
@@ -93,27 +122,55 @@ def use_backend(name: str | None):
         _selected.pop()
 
 
-def resolve(backend: str | None, device: torch.device, *, implemented: tuple = BACKEND_NAMES,
-            op: str = "this op", explicit_only: tuple = ()) -> str:
-    """The backend a call of `op` on `device` runs on: the requested one (argument, context, then
-    environment) or the fastest present that has a kernel for `op`; raises ValueError if the
-    requested one cannot run it. A context or environment choice that `op` lacks a kernel for
-    falls back to the automatic choice; an explicit argument does not. Backends in
-    `explicit_only` (kernels not yet validated on hardware) are never the automatic choice."""
-    requested = backend
-    if requested is None and _selected:
-        requested = _selected[-1]
-    if requested is None:
-        requested = _env_backend
-    if requested is not None and backend is None and requested not in implemented:
-        requested = None
-    usable = [name for name in available_on(device) if name in implemented]
-    if requested is None:
-        return next(name for name in usable if name not in explicit_only)
-    _check_name(requested, "backend")
-    if requested not in implemented:
-        raise ValueError(f"{op} has no {requested!r} kernel yet; it has {list(implemented)}")
-    if requested not in usable:
-        raise ValueError(f"backend {requested!r} cannot run on {device.type} tensors here; "
-                         f"available for {device.type}: {usable}")
-    return requested
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+    """One op family's implementations: per stage (e.g. "forward", "backward") a table from
+    backend name to the function that runs that stage; every function of a stage takes the same
+    arguments. `dtypes`: the input dtypes each backend takes (the cpu launchers upcast 16-bit
+    inputs to float32). `used_only_when_named`: kernels not yet validated on a GPU, never the
+    automatic choice."""
+
+    family: str
+    stages: dict[str, dict[str, Callable]]
+    dtypes: dict[str, tuple[torch.dtype, ...]]
+    used_only_when_named: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for stage, table in self.stages.items():
+            if set(table) != set(self.dtypes):
+                raise TypeError(f"{self.family}: stage {stage!r} has backends {sorted(table)}, "
+                                f"dtypes are declared for {sorted(self.dtypes)}")
+
+    def run(self, stage: str, backend: str, *args):
+        return self.stages[stage][backend](*args)
+
+    def _why_not(self, name: str, device: torch.device, dtype: torch.dtype) -> str | None:
+        """Why backend `name` cannot run a call on (device, dtype), or None if it can."""
+        if name not in self.dtypes:
+            return f"{self.family} has no {name!r} kernel; it has {list(self.dtypes)}"
+        if name not in available_on(device):
+            return (f"backend {name!r} cannot run on {device.type} tensors here; available for "
+                    f"{device.type}: {[b for b in available_on(device) if b in self.dtypes]}")
+        if dtype not in self.dtypes[name]:
+            return (f"backend {name!r} has no {str(dtype).removeprefix('torch.')} kernel for "
+                    f"{self.family}; it takes {[str(t).removeprefix('torch.') for t in self.dtypes[name]]} "
+                    f"(backend='torch' or None runs it)")
+        return None
+
+    # A constant for torch.compile: the choice depends on Python state only (and may import
+    # Triton, which dynamo cannot trace).
+    @torch.compiler.assume_constant_result
+    def resolve(self, backend: str | None, device: torch.device, dtype: torch.dtype) -> str:
+        """The backend that runs a call on (device, dtype); see the module docstring."""
+        if backend is not None:
+            why = self._why_not(_check_name(backend, "backend"), device, dtype)
+            if why is not None:
+                raise ValueError(why)
+            return backend
+        preferred = _selected[-1] if _selected else _env_backend
+        if preferred is not None and self._why_not(preferred, device, dtype) is None:
+            return preferred
+        for name in available_on(device):
+            if name not in self.used_only_when_named and self._why_not(name, device, dtype) is None:
+                return name
+        raise AssertionError("the torch backend runs every call")

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from latentops.ops import graph as graph_ops
-from latentops.ops._checks import check_choice
-from latentops.reference import graph as reference
+from latentops.ops.checks import check_choice, check_int
+from latentops.ops.graph_inputs import check_graph_options, label_matrix
 
 
 def _as_layers(x, name: str) -> list[torch.Tensor]:
@@ -24,7 +24,7 @@ def _as_layers(x, name: str) -> list[torch.Tensor]:
 class _GraphOptions(nn.Module):
     def __init__(self, k, metric, sigma, relu, symmetrize, normalize, backend):
         super().__init__()
-        graph_ops._check_graph_args(k, metric, sigma, symmetrize, normalize)
+        check_graph_options(k, metric, sigma, symmetrize, normalize)
         self.k, self.metric, self.sigma, self.relu = k, metric, sigma, relu
         self.symmetrize, self.normalize, self.backend = symmetrize, normalize, backend
 
@@ -53,8 +53,7 @@ class GraphDistillationLoss(_GraphOptions):
                  symmetrize: str = "union", normalize: str | None = None,
                  reduction: str = "sum", backend: str | None = None):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
-        if isinstance(power, bool) or not isinstance(power, int) or power < 1:
-            raise ValueError(f"power must be an integer ≥ 1, got {power!r}")
+        check_int("power", power)
         check_choice("reduction", reduction, ("sum", "mean"))
         if teacher_mask and k is None:
             raise ValueError("teacher_mask=True needs k (the teacher's k-NN graph gives the mask)")
@@ -69,13 +68,13 @@ class GraphDistillationLoss(_GraphOptions):
             if self.teacher_mask:
                 w_t = graph_ops.similarity_graph([t.detach() for t in teacher], **opts)
                 mask = _knn_mask(w_t, self.k, self.symmetrize)
-                a_t = reference.normalized(w_t * mask, self.normalize)
+                a_t = graph_ops.normalize_graph(w_t * mask, self.normalize)
             else:
                 a_t = graph_ops.similarity_graph([t.detach() for t in teacher], k=self.k,
                                                  normalize=self.normalize, **opts)
         if self.teacher_mask:
             w_s = graph_ops.similarity_graph(student, **opts)
-            a_s = reference.normalized(w_s * mask.to(w_s.dtype), self.normalize)
+            a_s = graph_ops.normalize_graph(w_s * mask.to(w_s.dtype), self.normalize)
         else:
             a_s = graph_ops.similarity_graph(student, k=self.k, normalize=self.normalize, **opts)
         if a_s.shape[-1] != a_t.shape[-1]:
@@ -148,7 +147,7 @@ class GeometryTargetLoss(_GraphOptions):
             output = output.flatten(1)
         a = graph_ops.similarity_graph(output, k=self.k, normalize=self.normalize, **self.graph_options())
         n = a.shape[-1]
-        y = graph_ops._labels(labels, n, 1, a.device, self.num_classes)[0].to(a.dtype)
+        y = label_matrix(labels, n, 1, a.device, self.num_classes)[0].to(a.dtype)
         with torch.no_grad():
             target = graph_ops.similarity_graph(y, metric="cosine", relu=True, normalize=self.normalize,
                                                 backend=self.backend)

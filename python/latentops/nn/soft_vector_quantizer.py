@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from latentops.ops import nearest_centroid, soft_quantize
-from latentops.reference import soft_quantize as reference
+from latentops.ops.checks import ACCURACIES, check_choice
 
 _PERPLEXITY_ROWS = 4096
 
@@ -61,8 +61,7 @@ class SoftVectorQuantizer(nn.Module):
         self.dim, self.codebook_size = dim, codebook_size
         self.noise_std, self.beta = float(noise_std), float(beta)
         self.straight_through = bool(straight_through)
-        if accuracy not in ("exact", "fast"):
-            raise ValueError(f"accuracy must be 'exact' or 'fast', got {accuracy!r}")
+        check_choice("accuracy", accuracy, ACCURACIES)
         self.accuracy = accuracy
         self.codebook = nn.Parameter(torch.randn(codebook_size, dim))
         log_precision = torch.tensor(math.log(precision))
@@ -102,13 +101,8 @@ class SoftVectorQuantizer(nn.Module):
         if n == 0:
             return torch.ones((), device=z.device)
         rows = torch.arange(0, n, max(1, n // _PERPLEXITY_ROWS), device=z.device)[:_PERPLEXITY_ROWS]
-        s = torch.as_tensor(s, device=z.device, dtype=torch.float32)
-        if s.numel() == 1:
-            s_rows, mode = s.reshape(1), reference.SCALAR
-        else:
-            s_all = s.reshape(n, -1)
-            s_rows = s_all[rows]
-            mode = reference.PER_ROW if s_all.shape[1] == 1 else reference.FULL
-            s_rows = s_rows.reshape(-1) if mode == reference.PER_ROW else s_rows
-        usage = reference.mean_assignments(flat[rows].float(), self.codebook.float(), s_rows, mode, None)
+        if isinstance(s, torch.Tensor) and s.numel() > 1:  # a per-sample precision: its rows
+            s = s.reshape(n, -1)[rows]
+        _, probs = soft_quantize(flat[rows].float(), self.codebook.float(), s, return_probs=True)
+        usage = probs.mean(0, dtype=torch.float64)
         return torch.exp(-(usage * usage.clamp_min(1e-10).log()).sum()).float()

@@ -1,7 +1,9 @@
-"""The public ops: validation, custom-op registration, autograd and dispatch to the backends."""
+"""The public ops, one module per op family: validation, the family's stages as custom ops
+(registration.Stage) and its table of backends (_backend.Kernels). See docs/adding-an-op-family.md."""
 
-from latentops.ops.graph import graph_smoothness, laplacian, similarity_graph
+from latentops.ops.graph import graph_smoothness, laplacian, normalize_graph, similarity_graph
 from latentops.ops.nearest_centroid import nearest_centroid
 from latentops.ops.soft_quantize import soft_quantize
 
-__all__ = ["graph_smoothness", "laplacian", "nearest_centroid", "similarity_graph", "soft_quantize"]
+__all__ = ["graph_smoothness", "laplacian", "nearest_centroid", "normalize_graph", "similarity_graph",
+           "soft_quantize"]

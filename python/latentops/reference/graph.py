@@ -17,8 +17,10 @@ torch autograd):
     nodes).
   * smoothness: s = tr(Yᵀ L^m Y).
 
-The torch backend (`similarity_matrix`, `similarity_sparse_backward`, `similarity_dense_backward`)
-computes the kernels' stages with the same contracts as the C++ and Triton kernels.
+The torch backend (`similarity_graph_forward`, `similarity_graph_sparse_backward`, and
+`dense_backward`, which every backend uses) computes the kernels' stages with the same contracts
+as the C++, CUDA and Triton kernels. Their `xs` is a list of (n, d) tensors or (B, n, d) tensors
+standing for B graphs each (`per_graph` lists the graphs, `regroup` undoes it).
 """
 
 from __future__ import annotations
@@ -119,12 +121,30 @@ def similarity_graph(x: torch.Tensor, *, k: int | None = None, metric: str = "co
 # the torch backend: the kernels' stages on a list of graphs (same n, any d per graph)
 
 
-def similarity_matrix(xs: list[torch.Tensor], metric: str, sigma: float,
-                      relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def per_graph(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One (n, d) view per graph: a (B, n, d) element stands for B graphs."""
+    return [g for t in xs for g in (t.unbind(0) if t.dim() == 3 else (t,))]
+
+
+def regroup(graphs: list[torch.Tensor], like: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-graph (n, d) results back into the shapes of `like` (the inverse of per_graph)."""
+    out, i = [], 0
+    for t in like:
+        if t.dim() == 3:
+            out.append(torch.stack(graphs[i:i + t.shape[0]]))
+            i += t.shape[0]
+        else:
+            out.append(graphs[i])
+            i += 1
+    return out
+
+
+def similarity_graph_forward(xs: list[torch.Tensor], metric: str, sigma: float,
+                             relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 1: W (G, n, n) with diagonal 0 (ReLU'd if relu) and the per-row statistic (G, n):
     1/‖x_i‖ for cosine, ‖x_i‖² for Gaussian (x already centred by the caller)."""
     ws, stats = [], []
-    for x in xs:
+    for x in per_graph(xs):
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
         x = x.to(acc)
         gram = x @ x.T
@@ -187,11 +207,13 @@ def sparse_rows(grad_vals: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
     return rowptr, dst_local, both, alpha, beta, gamma
 
 
-def sparse_backward(xs: list[torch.Tensor], rowptr, col, coef, alpha, beta, gamma) -> list[torch.Tensor]:
-    """grad_x per graph from the CSR of sparse_rows (torch backend)."""
-    n = (rowptr.numel() - 1) // max(len(xs), 1)
+def similarity_graph_sparse_backward(xs: list[torch.Tensor], rowptr, col, coef, alpha, beta,
+                                     gamma) -> list[torch.Tensor]:
+    """grad_x in the shapes of xs from the CSR of sparse_rows (torch backend)."""
+    graphs = per_graph(xs)
+    n = (rowptr.numel() - 1) // len(graphs)
     grads = []
-    for gi, x in enumerate(xs):
+    for gi, x in enumerate(graphs):
         acc_t = torch.float64 if x.dtype == torch.float64 else torch.float32
         x = x.to(acc_t)
         lo, hi = gi * n, (gi + 1) * n
@@ -203,7 +225,7 @@ def sparse_backward(xs: list[torch.Tensor], rowptr, col, coef, alpha, beta, gamm
                                           size=(n, n), check_invariants=False)
             acc = csr @ x
         grads.append(_row_terms(x, acc, alpha[lo:hi], beta[lo:hi], gamma[lo:hi]))
-    return grads
+    return regroup(grads, xs)
 
 
 def _row_terms(x, acc, alpha, beta, gamma):
@@ -213,7 +235,8 @@ def _row_terms(x, acc, alpha, beta, gamma):
 
 def dense_backward(grad_w: torch.Tensor, xs: list[torch.Tensor], w: torch.Tensor, stats: torch.Tensor,
                    metric: str, sigma: float, relu: bool) -> list[torch.Tensor]:
-    """grad_x per graph from dL/dW (G, n, n): one (C + Cᵀ) X product per graph (a GEMM: torch's)."""
+    """grad_x in the shapes of xs from dL/dW (G, n, n): one (C + Cᵀ) X product per graph (a GEMM:
+    torch's, on every backend)."""
     n = w.shape[-1]
     eye = torch.eye(n, dtype=torch.bool, device=w.device)
     coef = edge_coefficients(grad_w.to(w.dtype), w, metric, sigma, relu, eye)
@@ -223,7 +246,7 @@ def dense_backward(grad_w: torch.Tensor, xs: list[torch.Tensor], w: torch.Tensor
         coef = coef * stats.unsqueeze(1)
     alpha, beta, gamma = backward_row_terms(metric, stats, row_sum)
     grads = []
-    for gi, x in enumerate(xs):
+    for gi, x in enumerate(per_graph(xs)):
         x = x.to(w.dtype)
         grads.append(_row_terms(x, coef[gi] @ x, alpha[gi], beta[gi], gamma[gi]))
-    return grads
+    return regroup(grads, xs)

@@ -2,8 +2,8 @@
 
 l_nk = −½·s_nk·‖z_n − c_k‖² + b_k,  p_nk = softmax_k(l_nk),  ẑ_n = Σ_k p_nk c_k.
 
-`s` is given in one of the kernels' layouts (see SoftPrecision in csrc/include/latentops/
-soft_quantize.h): mode 0 (1,) scalar, 1 (N,) per row, 2 (K,) per centroid, 3 (N, K) full.
+`s` is given in one of the kernels' layouts (latentops.kernel_enums.PrecisionLayout): SCALAR (1,),
+PER_ROW (N,), PER_CENTROID (K,) or FULL (N, K).
 Rows are processed in chunks, so memory is O(chunk · K), never O(N · K). Computes in float32
 (float64 for float64 inputs), with z and C centred on the codebook mean so that data far from the
 origin keeps its digits in the expanded ‖z‖² + ‖c‖² − 2 z·c.
@@ -11,9 +11,11 @@ origin keeps its digits in the expanded ‖z‖² + ‖c‖² − 2 z·c.
 
 import torch
 
+from latentops.kernel_enums import PrecisionLayout
+
 _CHUNK_ELEMENTS = 1 << 22
 
-SCALAR, PER_ROW, PER_CENTROID, FULL = 0, 1, 2, 3
+SCALAR, PER_ROW, PER_CENTROID, FULL = PrecisionLayout
 
 
 def _acc(z: torch.Tensor) -> torch.dtype:
@@ -53,8 +55,9 @@ def _centred(z, codebook):
     return z.to(acc) - mean, c, c.square().sum(1)
 
 
-def soft_quantize_forward(z, codebook, s, s_mode, log_prior):
-    """z (N, D), codebook (K, D) -> (ẑ (N, D), lse (N,)) in float32 (float64 for float64 z)."""
+def soft_quantize_forward(z, codebook, s, s_mode, log_prior, accuracy="exact"):
+    """z (N, D), codebook (K, D) -> (ẑ (N, D), lse (N,)) in float32 (float64 for float64 z).
+    Always exact: `accuracy` has nothing to trade here."""
     acc = _acc(z)
     zc, c, c_sq = _centred(z, codebook)
     s, log_prior = s.to(acc), None if log_prior is None else log_prior.to(acc)
@@ -68,8 +71,8 @@ def soft_quantize_forward(z, codebook, s, s_mode, log_prior):
     return z_hat, lse
 
 
-def soft_quantize_backward(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, need_grad_s,
-                           need_grad_log_prior):
+def soft_quantize_backward(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, accuracy,
+                           need_grad_s, need_grad_log_prior):
     """Gradients of L with dL/dẑ = grad: (grad_z, grad_codebook, grad_s in s's layout or None,
     grad_log_prior or None), recomputing p = exp(l − lse) chunk by chunk."""
     acc = _acc(z)
@@ -116,15 +119,3 @@ def soft_assignments(z, codebook, s, s_mode, log_prior):
                         None if log_prior is None else log_prior.to(acc), 0, z.shape[0])
     return torch.softmax(logits, 1)
 
-
-def mean_assignments(z, codebook, s, s_mode, log_prior):
-    """(1/N) Σ_n p_nk, chunk by chunk (for perplexity), without gradients."""
-    with torch.no_grad():
-        zc, c, c_sq = _centred(z, codebook)
-        acc = _acc(z)
-        s, log_prior = s.to(acc), None if log_prior is None else log_prior.to(acc)
-        total = torch.zeros(c.shape[0], dtype=acc, device=z.device)
-        for start, stop in _chunks(z.shape[0], c.shape[0]):
-            logits, _ = _logits(zc, c, c_sq, s, s_mode, log_prior, start, stop)
-            total += torch.softmax(logits, 1).sum(0)
-        return total / max(z.shape[0], 1)

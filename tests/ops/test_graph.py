@@ -71,7 +71,7 @@ def test_smoothness_and_gradients_match_float64(backend, metric, relu, symmetriz
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("n, d", [(4096, 3), (3, 65536)], ids=["n=4096", "d=65536"])
+@pytest.mark.parametrize("n, d", [(4096, 32), (3, 65536)], ids=["n=4096", "d=65536"])
 def test_issue_limits(backend, n, d, gen):
     """The issue's limits: n up to 4096 and d up to 65536 per layer, forward and backward."""
     if _interpreted(backend) and n > 64:
@@ -247,10 +247,10 @@ def test_opcheck(backend, gen):
     torch.library.opcheck(torch.ops.latentops.similarity_graph_knn, (batched, 4, "cosine", 1.0, False, backend))
     plain = [x.detach() for x in xs]
     vals, idx, stats = torch.ops.latentops.similarity_graph_knn(plain, 3, "cosine", 1.0, True, backend)
-    torch.library.opcheck(torch.ops.latentops.similarity_graph_knn_bwd,
+    torch.library.opcheck(torch.ops.latentops.similarity_graph_knn_backward,
                           (torch.randn_like(vals), plain, idx, vals, stats, "cosine", 1.0, True, backend))
     w, stats = torch.ops.latentops.similarity_graph_dense(plain, "gaussian", 2.0, True, backend)
-    torch.library.opcheck(torch.ops.latentops.similarity_graph_dense_bwd,
+    torch.library.opcheck(torch.ops.latentops.similarity_graph_dense_backward,
                           (torch.randn_like(w), plain, w, stats, "gaussian", 2.0, True, backend))
 
 

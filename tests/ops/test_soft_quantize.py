@@ -191,9 +191,14 @@ def test_opcheck(backend, gen):
     c = torch.randn(6, 5, generator=gen).to(device).requires_grad_(True)
     s = (torch.rand(13, generator=gen) + 0.5).to(device).requires_grad_(True)
     b = torch.randn(6, generator=gen).to(device).requires_grad_(True)
-    torch.library.opcheck(torch.ops.latentops.soft_quantize_fwd, (z, c, s, 1, b, backend, True))
-    torch.library.opcheck(torch.ops.latentops.soft_quantize_fwd,
-                          (z.detach(), c.detach(), s[:1].detach(), 0, None, backend, False))
+    torch.library.opcheck(torch.ops.latentops.soft_quantize_forward, (z, c, s, 1, b, "exact", backend))
+    torch.library.opcheck(torch.ops.latentops.soft_quantize_forward,
+                          (z.detach(), c.detach(), s[:1].detach(), 0, None, "fast", backend))
+    z_hat, lse = torch.ops.latentops.soft_quantize_forward(z.detach(), c.detach(), s.detach(), 1, b.detach(),
+                                                           "exact", backend)
+    torch.library.opcheck(torch.ops.latentops.soft_quantize_backward,
+                          (torch.randn_like(z_hat), z.detach(), c.detach(), s.detach(), 1, b.detach(), z_hat, lse,
+                           "exact", backend, True, True))
 
 
 def test_torch_compile_fullgraph(gen):
