@@ -3,60 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import typing
 
-from latentops.data import DATASETS
-from latentops.models import MODELS
+
+def _scalar_type(hint):
+    """int for `int` and `int | None`; None (argparse's str) for strings."""
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    return None if kinds[0] is str else kinds[0]
+
+
+def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One option per field of config_class, from its type, default and option() metadata."""
+    from latentops.pipelines.options import flag
+
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        meta, name = field.metadata, field.name
+        if hints[name] is bool:  # a switch away from the default
+            option = "--no-" + flag(name)[2:] if field.default else flag(name)
+            parser.add_argument(option, dest=name, action="store_false" if field.default else "store_true",
+                                help=meta.get("help"))
+            continue
+        settings = {"help": meta.get("help")}
+        if _scalar_type(hints[name]) is not None:
+            settings["type"] = _scalar_type(hints[name])
+        if meta.get("choices") is not None:
+            settings["choices"] = list(meta["choices"])
+        if meta.get("metavar") is not None:
+            settings["metavar"] = meta["metavar"]
+        if field.default is dataclasses.MISSING:
+            settings["required"] = True
+        else:
+            settings["default"] = field.default
+        parser.add_argument(flag(name), **settings)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from latentops.pipelines.train import BACKENDS, TrainConfig
+    from latentops.pipelines.tasks import TASKS
 
-    defaults = TrainConfig(model="baseline", out="")
     parser = argparse.ArgumentParser(prog="latentops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-
-    train = commands.add_parser(
-        "train", help="train an autoencoder of the zoo (under torchrun: data-parallel)",
-        description="Train one model; writes metrics.jsonl, metrics.json, checkpoints, "
-                    "interpolation.png and loss.png to --out. Under `torchrun --nproc-per-node P` "
-                    "the P processes share each global batch (gloo on CPU, nccl on CUDA).")
-    train.add_argument("--model", required=True, choices=list(MODELS))
-    train.add_argument("--dataset", default=defaults.dataset, choices=list(DATASETS))
-    train.add_argument("--data-dir", help="folder with the mnist / svhn / cifar10 files")
-    train.add_argument("--steps", type=int, default=defaults.steps,
-                       help="training steps (default: ACAI's 2^24 images at batch 64)")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                       help="global batch size, split evenly across processes")
-    train.add_argument("--latent", type=int, default=defaults.latent,
-                       help="channels of the 4×4 latent map (the latent has 16·LATENT numbers)")
-    train.add_argument("--depth", type=int, default=defaults.depth, help="channels of the first scale")
-    train.add_argument("--scales", type=int, default=None,
-                       help="2× poolings (default: down to a 4×4 latent map)")
-    train.add_argument("--lr", type=float, default=defaults.lr)
-    train.add_argument("--device", default=defaults.device, help="auto (cuda if present), cpu, cuda, cuda:N")
-    train.add_argument("--backend", default=defaults.backend, choices=list(BACKENDS),
-                       help="ops: latentops' kernels; torch: the pure-torch reference (to compare throughput)")
-    train.add_argument("--threads", type=int, default=None,
-                       help="CPU threads for torch (default: torch's choice; on a loaded machine "
-                            "fewer threads can be faster)")
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: steps/10)")
-    train.add_argument("--checkpoint-every", type=int, default=None,
-                       help="steps between checkpoints (default: at each evaluation)")
-    train.add_argument("--log-every", type=int, default=defaults.log_every)
-    train.add_argument("--eval-pairs", type=int, default=defaults.eval_pairs,
-                       help="interpolation pairs per evaluation")
-    train.add_argument("--eval-images", type=int, default=defaults.eval_images,
-                       help="test images whose reconstruction error each evaluation reports")
-    train.add_argument("--kmeans-restarts", type=int, default=defaults.kmeans_restarts)
-    train.add_argument("--probe-images", type=int, default=defaults.probe_images,
-                       help="training images for the frozen-latent classifier")
-    train.add_argument("--no-downstream", dest="downstream", action="store_false",
-                       help="skip the final classifier and clustering evaluation")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    train.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    train.add_argument("--out", required=True, metavar="RUN_DIR")
+    for task in TASKS.values():
+        command = commands.add_parser(task.command, help=task.help, description=task.description)
+        add_options(command, task.config_class)
 
     report = commands.add_parser("report", help="tabulate finished runs side by side",
                                  description="Markdown table (printed and written to OUT/report.md) "
@@ -68,16 +60,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from latentops.pipelines.tasks import TASKS
+
     args = _parser().parse_args(argv)
     try:
-        if args.command == "train":
-            import dataclasses
-            import json
+        tasks = {task.command: task for task in TASKS.values()}
+        if args.command in tasks:
+            from latentops.pipelines.runner import run
 
-            from latentops.pipelines.train import TrainConfig, train
-
-            fields = {f.name for f in dataclasses.fields(TrainConfig)}
-            summary = train(TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+            task = tasks[args.command]
+            names = [f.name for f in dataclasses.fields(task.config_class)]
+            summary = run(task, task.config_class(**{name: getattr(args, name) for name in names}))
             if summary:
                 print(json.dumps(summary, indent=2))
         else:

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from latentops.data import LinesDataset
 from latentops.pipelines import distributed, train
-from latentops.pipelines.train import _Run
+from latentops.pipelines.autoencoders import AutoencoderTask
+from latentops.pipelines.runner import Runner
 
 from .tiny import tiny_config
 
@@ -33,9 +34,9 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     try:
         for model in ("baseline", "vqvae"):
             config = tiny_config(os.path.join(out_dir, model), model, steps=4)
-            run = _Run(config, LinesDataset(test_count=64), distributed.setup("cpu"))
+            run = Runner(AutoencoderTask(config, LinesDataset(test_count=64)), distributed.setup("cpu"))
             run.run()
-            torch.save({k: v.detach().clone() for k, v in run.model.state_dict().items()},
+            torch.save({k: v.detach().clone() for k, v in run.training.model.state_dict().items()},
                        os.path.join(out_dir, f"{model}-rank{rank}.pt"))
     finally:
         dist.destroy_process_group()

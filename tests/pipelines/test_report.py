@@ -49,3 +49,40 @@ def test_missing_values_show_as_a_dash(tmp_path):
             _run(tmp_path / "b", "aae", mean_distance=0.001, smoothness=0.5)]
     loaded = [{"dir": run, "summary": json.loads((run / "metrics.json").read_text())} for run in runs]
     assert "| Smoothness | – | 0.50 |" in markdown_table(loaded)
+
+
+@pytest.fixture
+def toy_registered(monkeypatch):
+    from latentops.pipelines.tasks import TASKS
+
+    from .toy_task import ToyTask
+
+    monkeypatch.setitem(TASKS, ToyTask.name, ToyTask)
+    return ToyTask
+
+
+def test_runs_of_two_tasks_get_a_table_each_with_their_own_rows(tmp_path, toy_registered):
+    from latentops.pipelines import run
+
+    from .test_runner import _config
+
+    for lr in (0.1, 0.05):
+        run(toy_registered, _config(tmp_path / f"toy-{lr}", lr=lr))
+    zoo = [_run(tmp_path / "acai", "acai", mean_distance=0.0024, smoothness=0.1),
+           _run(tmp_path / "baseline", "baseline", mean_distance=0.00688, smoothness=0.44)]
+    text, _, png = write_report([tmp_path / "toy-0.1", *zoo, tmp_path / "toy-0.05"], tmp_path / "out")
+    lines, toy = text.split("\n\n**toy regression on toy**\n\n")
+    # The zoo's table is the one a report of the zoo alone prints (the tasks' registry order).
+    assert lines + "\n" == write_report(zoo, tmp_path / "zoo")[0]
+    toy = toy.splitlines()
+    assert toy[0] == "| Metric | toy lr=0.1 | toy lr=0.05 |"
+    assert [row.split(" |")[0] for row in toy[2:]] == ["| Test loss", "| Weight norm", "| Training images/s",
+                                                        "| Steps"]
+    assert "Mean Distance" not in "\n".join(toy)
+    assert png.stat().st_size > 0
+
+
+def test_a_run_of_an_unknown_task_is_named(tmp_path):
+    folder = _run(tmp_path / "future", "resnet", task="classification")
+    with pytest.raises(ValueError, match="'classification'"):
+        write_report([folder])

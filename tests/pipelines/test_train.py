@@ -1,4 +1,4 @@
-"""The training loop: outputs, exact resume after an interruption, refusals."""
+"""The autoencoder zoo through the runner: outputs, exact resume after an interruption, refusals."""
 
 import json
 
@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from latentops.pipelines import train
-from latentops.pipelines.train import _Run
+from latentops.pipelines.runner import Runner
 
 from .tiny import tiny_config
 
@@ -41,17 +41,17 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monke
     # acai: two optimizers, random α; vqvae: k-means init, EMA buffers, dead-code draws. Checkpoints at steps 2 and 4; the interruption hits step 5.
     train(tiny_config(tmp_path / "straight", model))
 
-    original = _Run._train_step
+    original = Runner._train_step
 
     def crash_at_step_5(self):
         if self.step == 4:
             raise KeyboardInterrupt("simulated interruption")
         return original(self)
 
-    monkeypatch.setattr(_Run, "_train_step", crash_at_step_5)
+    monkeypatch.setattr(Runner, "_train_step", crash_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tmp_path / "resumed", model))
-    monkeypatch.setattr(_Run, "_train_step", original)
+    monkeypatch.setattr(Runner, "_train_step", original)
     assert (tmp_path / "resumed" / "latest").read_text().strip() == "checkpoint-4"
     train(tiny_config(tmp_path / "resumed", model, resume=True))
 

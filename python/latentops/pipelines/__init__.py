@@ -1,9 +1,11 @@
-"""latentops.pipelines: training (`train`), ACAI's interpolation metrics, downstream evaluation of
-frozen latents and the side-by-side report."""
+"""latentops.pipelines: one runner (run folder, --resume, loop, checkpoints, ranks, metrics) for
+every task; the autoencoder zoo (`train`, ACAI's interpolation metrics, downstream evaluation of
+frozen latents); the side-by-side report."""
 
-from latentops.pipelines.downstream import clustering_accuracy, linear_probe_accuracy
-from latentops.pipelines.interpolation import decode_interpolations, interpolation_metrics
-from latentops.pipelines.train import TrainConfig, train
+from latentops.pipelines.autoencoders import (TrainConfig, clustering_accuracy, decode_interpolations,
+                                              interpolation_metrics, linear_probe_accuracy, train)
+from latentops.pipelines.runner import run
+from latentops.pipelines.task import Task, TaskReport, Training
 
-__all__ = ["TrainConfig", "clustering_accuracy", "decode_interpolations", "interpolation_metrics",
-           "linear_probe_accuracy", "train"]
+__all__ = ["Task", "TaskReport", "TrainConfig", "Training", "clustering_accuracy", "decode_interpolations",
+           "interpolation_metrics", "linear_probe_accuracy", "run", "train"]

@@ -93,10 +93,11 @@ def save_loss_curve(records: list[dict], path: Path, title: str = "") -> None:
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
-def save_report_figure(runs: list[dict], metrics: list[tuple[str, str]], path: Path) -> None:
-    """runs: dicts with name, grid (an array from tile(), or None), records, summary (metrics).
-    One interpolation strip per run, a bar chart per metric (key, label) and the runs'
-    reconstruction-loss curves together."""
+def save_report_figure(runs: list[dict], metrics: list[tuple[str, str]], path: Path,
+                       loss_title: str = "") -> None:
+    """runs: dicts with name, grid (an array from tile(), or None), records, summary (metrics) and
+    loss (the training log to draw, or None). One image strip per run with a grid, a bar chart per
+    metric (key, label) and the runs' loss curves together under loss_title."""
     strips = [run for run in runs if run.get("grid") is not None]
     cols = len(metrics) + 1
     fig = Figure(figsize=(max(8.0, 3.0 * cols), 1.0 * len(strips) + 3.5))
@@ -115,10 +116,10 @@ def save_report_figure(runs: list[dict], metrics: list[tuple[str, str]], path: P
         ax.set_title(label, fontsize=9)
     ax = fig.add_subplot(grid_spec[-1, -1])
     for run in runs:
-        steps, values = loss_series(run["records"]).get("mse", ([], []))
+        steps, values = loss_series(run["records"]).get(run.get("loss"), ([], []))
         ax.plot(steps, values, label=run["name"])
     _log_scale_if_wide(ax)
     ax.set_xlabel("step")
-    ax.set_title("reconstruction MSE", fontsize=9)
+    ax.set_title(loss_title, fontsize=9)
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=100, bbox_inches="tight")

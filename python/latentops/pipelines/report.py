@@ -1,5 +1,6 @@
-"""`latentops report RUN_DIR...`: the runs side by side in a markdown table (ACAI's Table 1 layout
-on lines: one column per model, Mean Distance and Smoothness as rows) and one combined PNG."""
+"""`latentops report RUN_DIR...`: finished runs side by side, in one markdown table per task and
+dataset (runs as columns, metrics as rows) and one combined PNG. Each run's task (the summary's
+"task", looked up in pipelines/tasks.py) says which rows, column names and pictures it has."""
 
 from __future__ import annotations
 
@@ -8,37 +9,39 @@ import math
 from pathlib import Path
 
 from latentops.pipelines import plots
-from latentops.pipelines.train import FRAMES_PNG
+from latentops.pipelines.run_folder import METRICS_JSON, METRICS_JSONL
+from latentops.pipelines.task import Row, Task
+from latentops.pipelines.tasks import DEFAULT, TASKS
 
-DISPLAY_NAMES = {"baseline": "Baseline", "dropout": "Dropout", "denoising": "Denoising",
-                 "vae": "VAE", "aae": "AAE", "vqvae": "VQ-VAE", "softvq": "Soft-VQ", "acai": "ACAI"}
-MODEL_ORDER = list(DISPLAY_NAMES)
-# (key in metrics.json, row label, format); ACAI's Table 1 rows first on lines.
-LINES_ROWS = [("mean_distance", "Mean Distance (×10⁻³)", lambda v: f"{1e3 * v:.2f}"),
-              ("smoothness", "Smoothness", lambda v: f"{v:.2f}")]
-COMMON_ROWS = [("probe_accuracy", "Single-layer classifier accuracy (%)", lambda v: f"{100 * v:.1f}"),
-               ("clustering_accuracy", "Clustering accuracy (%)", lambda v: f"{100 * v:.1f}"),
-               ("test_mse", "Test reconstruction MSE", lambda v: f"{v:.4f}"),
-               ("images_per_s", "Training images/s", lambda v: f"{v:,.0f}"),
-               ("steps", "Steps", lambda v: f"{v:,}")]
+# The runner's own summary keys, below every task's rows.
+RUN_ROWS = [Row("images_per_s", "Training images/s", lambda v: f"{v:,.0f}"),
+            Row("steps", "Steps", lambda v: f"{v:,}")]
 
 
 def load_run(run_dir) -> dict:
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.json"
+    path = run_dir / METRICS_JSON
     if not path.is_file():
         raise FileNotFoundError(f"RUN_DIR {str(run_dir)!r} has no metrics.json: it is not a finished "
                                 f"`latentops train` run (resume it with --resume to finish it)")
     summary = json.loads(path.read_text())
     records = []
-    jsonl = run_dir / "metrics.jsonl"
+    jsonl = run_dir / METRICS_JSONL
     if jsonl.is_file():
         records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
     return {"dir": run_dir, "summary": summary, "records": records}
 
 
+def _task(run: dict) -> type[Task]:
+    name = run["summary"].get("task", DEFAULT)
+    if name not in TASKS:
+        raise ValueError(f"RUN_DIR {str(run['dir'])!r} is a run of the task {name!r}, which this "
+                         f"latentops does not know (it knows {tuple(TASKS)})")
+    return TASKS[name]
+
+
 def _column_names(runs: list[dict]) -> list[str]:
-    names = [DISPLAY_NAMES.get(r["summary"]["model"], r["summary"]["model"]) for r in runs]
+    names = [_task(r).report.column(r["summary"]) for r in runs]
     # Two runs of one model (e.g. --backend ops and torch) are told apart by their folders.
     return [f"{name} ({run['dir'].name})" if names.count(name) > 1 else name
             for name, run in zip(names, runs)]
@@ -50,23 +53,41 @@ def _fmt(value, fmt) -> str:
     return fmt(value)
 
 
+def _sections(runs: list[dict]) -> list[tuple[type[Task], str, list[dict]]]:
+    """(task, dataset, its runs in the task's column order), in the tasks' and datasets' order."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((_task(run).name, run["summary"].get("dataset", "")), []).append(run)
+    order = list(TASKS)
+    keys = sorted(groups, key=lambda k: (order.index(k[0]), TASKS[k[0]].report.section_order(k[1])))
+    return [(TASKS[name], dataset, sorted(groups[name, dataset],
+                                          key=lambda r: TASKS[name].report.column_order(r["summary"])))
+            for name, dataset in keys]
+
+
 def markdown_table(runs: list[dict]) -> str:
-    """One table per dataset, the runs as columns in the zoo's order."""
     sections = []
-    datasets = sorted({r["summary"]["dataset"] for r in runs}, key=lambda d: (d != "lines", d))
-    for dataset in datasets:
-        group = [r for r in runs if r["summary"]["dataset"] == dataset]
-        group.sort(key=lambda r: (MODEL_ORDER.index(r["summary"]["model"])
-                                  if r["summary"]["model"] in MODEL_ORDER else len(MODEL_ORDER)))
-        rows = (LINES_ROWS if dataset == "lines" else []) + COMMON_ROWS
-        rows = [row for row in rows if any(r["summary"].get(row[0]) is not None for r in group)]
+    for task, dataset, group in _sections(runs):
+        rows = [row for row in task.report.rows(dataset) + RUN_ROWS
+                if any(r["summary"].get(row.key) is not None for r in group)]
         header = ["Metric", *_column_names(group)]
-        lines = [f"**{dataset}**", "", "| " + " | ".join(header) + " |",
+        lines = [f"**{task.report.section(dataset)}**", "", "| " + " | ".join(header) + " |",
                  "| --- |" + " ---: |" * len(group)]
-        for key, label, fmt in rows:
-            lines.append("| " + " | ".join([label, *(_fmt(r["summary"].get(key), fmt) for r in group)]) + " |")
+        for row in rows:
+            cells = (_fmt(r["summary"].get(row.key), row.format) for r in group)
+            lines.append("| " + " | ".join([row.label, *cells]) + " |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) + "\n"
+
+
+def _figure_metrics(runs: list[dict]) -> list[tuple[str, str]]:
+    """Each task's bar charts for its runs, in the order the tasks first appear; those no run has
+    a value for are left out."""
+    metrics: list[tuple[str, str]] = []
+    for task in dict.fromkeys(_task(r) for r in runs):
+        summaries = [r["summary"] for r in runs if _task(r) is task]
+        metrics += [m for m in task.report.figure_metrics(summaries) if m not in metrics]
+    return [m for m in metrics if any(r["summary"].get(m[0]) is not None for r in runs)]
 
 
 def write_report(run_dirs, out_dir=None) -> tuple[str, Path, Path]:
@@ -82,14 +103,10 @@ def write_report(run_dirs, out_dir=None) -> tuple[str, Path, Path]:
     md_path.write_text(text)
     figure_runs = []
     for run, name in zip(runs, _column_names(runs)):
-        frames = run["dir"] / FRAMES_PNG
-        height = 32 if run["summary"]["dataset"] != "digits" else 8
-        grid = plots.load_frames(frames, 2, height) if frames.is_file() else None
-        figure_runs.append({"name": name, "grid": grid, "records": run["records"],
-                            "summary": run["summary"]})
-    lines_runs = all(r["summary"]["dataset"] == "lines" for r in runs)
-    metrics = ([("mean_distance", "Mean Distance"), ("smoothness", "Smoothness")] if lines_runs else []) + \
-        [("probe_accuracy", "classifier accuracy"), ("clustering_accuracy", "clustering accuracy")]
-    metrics = [m for m in metrics if any(r["summary"].get(m[0]) is not None for r in runs)]
-    plots.save_report_figure(figure_runs, metrics, png_path)
+        report = _task(run).report
+        figure_runs.append({"name": name, "grid": report.strip(run["dir"], run["summary"]),
+                            "records": run["records"], "summary": run["summary"],
+                            "loss": report.loss[0] if report.loss else None})
+    loss_titles = dict.fromkeys(_task(r).report.loss[1] for r in runs if _task(r).report.loss)
+    plots.save_report_figure(figure_runs, _figure_metrics(runs), png_path, " / ".join(loss_titles))
     return text, md_path, png_path

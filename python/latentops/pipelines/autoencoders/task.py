@@ -1,0 +1,104 @@
+"""ACAI's autoencoder zoo as a task of the runner: `latentops train`. Each evaluation reports the
+test reconstruction error and, on lines, ACAI's interpolation metrics, and draws the
+interpolations; the run ends with the downstream accuracies of the frozen latents."""
+
+from __future__ import annotations
+
+import torch
+
+from latentops.data import ImageDataset, lines, load_dataset
+from latentops.models import build_model
+from latentops.pipelines import plots
+from latentops.pipelines.autoencoders.config import TrainConfig
+from latentops.pipelines.autoencoders.downstream import clustering_accuracy, encode_all, linear_probe_accuracy
+from latentops.pipelines.autoencoders.interpolation import FRAMES, decode_interpolations, interpolation_metrics
+from latentops.pipelines.autoencoders.report import FRAMES_PNG, AutoencoderReport
+from latentops.pipelines.task import Task, Training
+
+_GRID_PAIRS = 8
+
+
+class AutoencoderTask(Task):
+    name = "autoencoders"
+    command = "train"
+    help = "train an autoencoder of the zoo (under torchrun: data-parallel)"
+    description = ("Train one model; writes metrics.jsonl, metrics.json, checkpoints, "
+                   "interpolation.png and loss.png to --out. Under `torchrun --nproc-per-node P` "
+                   "the P processes share each global batch (gloo on CPU, nccl on CUDA).")
+    config_class = TrainConfig
+    identity = ("model", "dataset", "latent", "depth", "scales", "lr")
+    progress_loss = "mse"
+    report = AutoencoderReport()
+
+    def __init__(self, config: TrainConfig, dataset: ImageDataset | None = None):
+        super().__init__(config)
+        self.dataset = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir)
+
+    def describe(self) -> dict:
+        return {"model": self.config.model, "dataset": self.config.dataset}
+
+    def build(self, device: torch.device) -> Training:
+        config = self.config
+        self.device = device
+        self.model = build_model(config.model, self.dataset.image_shape, depth=config.depth,
+                                 latent=config.latent, scales=config.scales).to(device)
+        groups = self.model.param_groups()
+        optimizers = {name: torch.optim.Adam(params, lr=config.lr) for name, params in groups.items()}
+        return Training(self.model, groups, optimizers)
+
+    def batch(self, step: int, rank: int, world: int) -> torch.Tensor:
+        images, _ = self.dataset.train_batch(step, self.config.batch_size, self.config.seed, rank, world)
+        return images.to(self.device, non_blocking=True)
+
+    def losses(self, batch: torch.Tensor):
+        return self.model.losses(batch)
+
+    @torch.no_grad()
+    def evaluate(self, step: int, run_dir) -> dict:
+        model, config = self.model, self.config
+        test_images, _ = self.dataset.test_set()
+        sample = test_images[:config.eval_images].to(self.device)
+        was_training = model.training
+        model.eval()
+        try:
+            test_mse = float(torch.nn.functional.mse_loss(model.decode(model.encode(sample)), sample))
+        finally:
+            model.train(was_training)
+        start, end = self._pairs()
+        decoded = decode_interpolations(model, start.to(self.device), end.to(self.device), FRAMES)
+        plots.save_interpolation_grid(decoded[:_GRID_PAIRS], run_dir / "interpolation.png",
+                                      f"{config.model} on {config.dataset}, step {step}")
+        plots.save_frames(decoded[:_GRID_PAIRS], run_dir / FRAMES_PNG)
+        metrics = {"test_mse": test_mse}
+        if config.dataset == "lines":
+            metrics.update(interpolation_metrics(decoded))
+        return metrics
+
+    def _pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.dataset == "lines":
+            start, end = lines.interpolation_pair_angles(self.config.eval_pairs)
+            return lines.draw_lines(start), lines.draw_lines(end)
+        test_images, _ = self.dataset.test_set()
+        pairs = min(self.config.eval_pairs, test_images.shape[0] // 2)
+        return test_images[:pairs], test_images[pairs:2 * pairs]
+
+    def final_metrics(self, records: list[dict]) -> dict:
+        metrics = {}
+        trains = [r for r in records if r["kind"] == "train"]
+        if trains:
+            metrics["train_mse"] = trains[-1].get("loss/mse")
+        if self.config.downstream:
+            metrics.update(self._downstream())
+        return metrics
+
+    def _downstream(self) -> dict:
+        """ACAI §4: a single-layer classifier and k-means on the frozen latents."""
+        train_images, train_labels = self.dataset.probe_train_set(self.config.probe_images)
+        test_images, test_labels = self.dataset.test_set()
+        train_z = encode_all(self.model, train_images, self.device)
+        test_z = encode_all(self.model, test_images, self.device)
+        classes = self.dataset.num_classes
+        return {"probe_accuracy": linear_probe_accuracy(train_z, train_labels, test_z, test_labels, classes),
+                "clustering_accuracy": clustering_accuracy(test_z, test_labels, classes,
+                                                           restarts=self.config.kmeans_restarts,
+                                                           seed=self.config.seed)}

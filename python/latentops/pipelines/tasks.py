@@ -1,0 +1,11 @@
+"""The tasks of the runner. Each gets its `latentops` subcommand (Task.command) and `latentops
+report` finds a run's task here by the summary's "task" key: a new task is one more entry."""
+
+from __future__ import annotations
+
+from latentops.pipelines.autoencoders import AutoencoderTask
+from latentops.pipelines.task import Task
+
+TASKS: dict[str, type[Task]] = {task.name: task for task in (AutoencoderTask,)}
+# Runs written before the summary named its task were all of this one.
+DEFAULT = AutoencoderTask.name
