@@ -8,6 +8,7 @@ import torch
 from conftest import CUDA, backend_params
 
 import latentops
+from latentops import testing
 from latentops.reference import graph as ref
 
 BACKENDS = [*backend_params("cpu"), *backend_params("cuda")]
@@ -49,12 +50,9 @@ def _reference_smoothness(layers64, y64, **kw):
 @pytest.mark.parametrize("metric, relu, symmetrize, normalize, power", CONFIGS)
 def test_smoothness_and_gradients_match_float64(backend, metric, relu, symmetrize, normalize, power, gen):
     device = _device(backend)
-    # (n, layer widths, k): odd sizes, several layers of different widths in one call.
-    cases = [(13, (7, 3), 3), (19, (21,), None)] if _interpreted(backend) else \
-            [(17, (33, 5, 64), 4), (130, (65, 17), 10), (37, (5,), None)]
-    for n, ds, k in cases:
-        layers64 = [torch.randn(n, d, generator=gen, dtype=torch.float64).requires_grad_(True) for d in ds]
-        y64 = torch.rand(n, 4, generator=gen, dtype=torch.float64).requires_grad_(True)
+    for n, ds, k in testing.GRAPH_INTERPRETER_SHAPES if _interpreted(backend) else testing.GRAPH_SHAPES:
+        layers64, y64 = testing.graph_sample(n, ds, 4, soft_labels=True, generator=gen, dtype=torch.float64,
+                                             requires_grad=True)
         kw = dict(k=k, power=power, metric=metric, sigma=_sigma(ds), relu=relu, symmetrize=symmetrize,
                   normalize=normalize)
         expected = _reference_smoothness(layers64, y64, **kw)

@@ -5,13 +5,11 @@ import torch
 from conftest import CUDA, backend_params, requires_cuda
 
 import latentops
+from latentops import testing
 from latentops.reference import nearest_centroid as reference
 
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+DTYPES = testing.KERNEL_DTYPES
 BACKENDS = [*backend_params("cpu"), *backend_params("cuda")]
-# (N, K, D): odd sizes, none a multiple of a block; the Triton interpreter gets the small ones.
-SHAPES = [(1, 1, 1), (37, 5, 3), (130, 1000, 17), (1031, 17, 130), (3, 1000, 1)]
-SMALL_SHAPES = [(1, 1, 1), (37, 5, 3), (19, 40, 17), (7, 5, 130)]
 
 
 def _device(backend):
@@ -19,13 +17,8 @@ def _device(backend):
 
 
 def _shapes(backend):
-    return SMALL_SHAPES if backend == "triton" and not CUDA else SHAPES
-
-
-def _random(gen, n, k, d, dtype, device, offset=0.0):
-    z = torch.randn(n, d, generator=gen) + offset
-    c = torch.randn(k, d, generator=gen) + offset
-    return z.to(device=device, dtype=dtype), c.to(device=device, dtype=dtype)
+    interpreted = backend == "triton" and not CUDA
+    return testing.NEAREST_CENTROID_INTERPRETER_SHAPES if interpreted else testing.NEAREST_CENTROID_SHAPES
 
 
 def check_result(z, c, indices, sq_dist, accuracy="exact"):
@@ -54,7 +47,7 @@ def test_matches_reference(backend, dtype, accuracy, gen):
         pytest.skip("no bf16 math under the Triton interpreter")
     device = _device(backend)
     for n, k, d in _shapes(backend):
-        z, c = _random(gen, n, k, d, dtype, device)
+        z, c = testing.nearest_centroid_sample(n, k, d, generator=gen, dtype=dtype, device=device)
         indices, sq_dist = latentops.nearest_centroid(z, c, accuracy=accuracy, backend=backend)
         assert indices.shape == (n,) and sq_dist.shape == (n,)
         assert indices.device == z.device
@@ -65,7 +58,7 @@ def test_matches_reference(backend, dtype, accuracy, gen):
 def test_cancellation_prone_inputs_stay_exact(backend, gen):
     """Points and centroids far from the origin: ‖c‖² − 2z·c in fp32 loses the digits that decide."""
     device = _device(backend)
-    z, c = _random(gen, 67, 41, 17, torch.float32, device, offset=1000.0)
+    z, c = testing.nearest_centroid_sample(67, 41, 17, generator=gen, dtype=torch.float32, device=device, offset=1000.0)
     check_result(z, c, *latentops.nearest_centroid(z, c, backend=backend))
     # Near-ties: centroids clustered far tighter than fp32 tensor-core error around each point.
     base = torch.randn(5, 33, generator=gen) * 10
@@ -77,7 +70,7 @@ def test_cancellation_prone_inputs_stay_exact(backend, gen):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ties_go_to_lowest_index(backend, gen):
     device = _device(backend)
-    z, c = _random(gen, 29, 7, 5, torch.float32, device)
+    z, c = testing.nearest_centroid_sample(29, 7, 5, generator=gen, dtype=torch.float32, device=device)
     indices, _ = latentops.nearest_centroid(z, torch.cat([c, c, c]), backend=backend)
     assert (indices < 7).all()
     # Every centroid equidistant from z = 0: the first one wins.
@@ -89,7 +82,7 @@ def test_ties_go_to_lowest_index(backend, gen):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_policy(backend, gen):
     device = _device(backend)
-    z, c = _random(gen, 4, 6, 3, torch.float32, device)
+    z, c = testing.nearest_centroid_sample(4, 6, 3, generator=gen, dtype=torch.float32, device=device)
     z[1, 2] = float("nan")
     c[2] = float("nan")
     indices, sq_dist = latentops.nearest_centroid(z, c, backend=backend)
@@ -111,13 +104,14 @@ def test_shapes_empty_leading_and_noncontiguous(backend, gen):
     indices, sq_dist = latentops.nearest_centroid(z, c, backend=backend)
     assert indices.shape == (2, 3, 5)
     check_result(z, c, indices, sq_dist)
-    z_t = torch.randn(6, 11, generator=gen).to(device).T  # (11, 6), stride (1, 11)
-    c_strided = torch.randn(9, 12, generator=gen).to(device)[:, ::2]
-    check_result(z_t, c_strided, *latentops.nearest_centroid(z_t, c_strided, backend=backend))
+    for layout in ("transposed", "strided"):
+        z, c = testing.nearest_centroid_sample(11, 9, 6, generator=gen, device=device, layout=layout)
+        assert not z.is_contiguous() and not c.is_contiguous()
+        check_result(z, c, *latentops.nearest_centroid(z, c, backend=backend))
 
 
 def test_backends_agree_on_indices(gen):
-    z, c = _random(gen, 500, 300, 24, torch.float32, "cpu")
+    z, c = testing.nearest_centroid_sample(500, 300, 24, generator=gen, dtype=torch.float32, device="cpu")
     expected = reference.nearest_centroid(z, c)[0]
     for backend in latentops._backend.available_on(torch.device("cpu")):
         assert torch.equal(latentops.nearest_centroid(z, c, backend=backend)[0], expected), backend
@@ -126,7 +120,7 @@ def test_backends_agree_on_indices(gen):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sq_dist_gradients(backend, gen):
     device = _device(backend)
-    z, c = _random(gen, 23, 7, 5, torch.float32, device)
+    z, c = testing.nearest_centroid_sample(23, 7, 5, generator=gen, dtype=torch.float32, device=device)
     z.requires_grad_(True)
     c.requires_grad_(True)
     weight = torch.randn(23, generator=gen).to(device)
@@ -148,7 +142,7 @@ def test_gradcheck_float64(gen):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_opcheck(backend, gen):
     device = _device(backend)
-    z, c = _random(gen, 13, 6, 5, torch.float32, device)
+    z, c = testing.nearest_centroid_sample(13, 6, 5, generator=gen, dtype=torch.float32, device=device)
     for args in [(z, c, "exact", backend), (z.requires_grad_(True), c.requires_grad_(True), "fast", backend)]:
         torch.library.opcheck(torch.ops.latentops.nearest_centroid, args)
     if backend == "torch":
@@ -156,7 +150,7 @@ def test_opcheck(backend, gen):
 
 
 def test_torch_compile_fullgraph(gen):
-    z, c = _random(gen, 33, 10, 8, torch.float32, "cpu")
+    z, c = testing.nearest_centroid_sample(33, 10, 8, generator=gen, dtype=torch.float32, device="cpu")
     c.requires_grad_(True)
 
     def commitment(z, c):
@@ -198,7 +192,7 @@ def test_bad_input_raises_clear_errors(z, codebook, kwargs, error, match):
 @pytest.mark.cuda
 def test_cuda_large_against_reference(gen):
     for dtype in DTYPES:
-        z, c = _random(gen, 20011, 4099, 64, dtype, "cuda")
+        z, c = testing.nearest_centroid_sample(20011, 4099, 64, generator=gen, dtype=dtype, device="cuda")
         for backend in ["cuda", "triton"]:
             for accuracy in ["exact", "fast"]:
                 indices, sq_dist = latentops.nearest_centroid(z, c, accuracy=accuracy, backend=backend)

@@ -5,13 +5,12 @@ import torch
 from conftest import CUDA, backend_params
 
 import latentops
+from latentops import testing
+from latentops.kernel_enums import PrecisionLayout
 from latentops.nn import SoftVectorQuantizer
 
 BACKENDS = [*backend_params("cpu"), *backend_params("cuda")]
-# (N, K, D): odd sizes; the Triton interpreter gets the small ones.
-SHAPES = [(1, 1, 1), (37, 5, 3), (130, 1000, 17), (1031, 17, 130)]
-SMALL_SHAPES = [(1, 1, 1), (13, 5, 3), (70, 37, 17)]
-PRECISION_SHAPES = ["float", "()", "(N,1)", "(1,K)", "(N,K)"]
+PRECISION_LAYOUTS = [None, *PrecisionLayout]  # None: a Python float
 
 
 def _device(backend):
@@ -19,14 +18,8 @@ def _device(backend):
 
 
 def _shapes(backend):
-    return SMALL_SHAPES if backend == "triton" and not CUDA else SHAPES
-
-
-def _precision(kind, n, k, gen, scale=1.0):
-    if kind == "float":
-        return 0.7 * scale
-    shape = {"()": (), "(N,1)": (n, 1), "(1,K)": (1, k), "(N,K)": (n, k)}[kind]
-    return (torch.rand(shape, generator=gen, dtype=torch.float64) + 0.2) * scale
+    interpreted = backend == "triton" and not CUDA
+    return testing.SOFT_QUANTIZE_INTERPRETER_SHAPES if interpreted else testing.SOFT_QUANTIZE_SHAPES
 
 
 def _plain(z, c, s, b):
@@ -42,17 +35,13 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kind", PRECISION_SHAPES)
+@pytest.mark.parametrize("layout", PRECISION_LAYOUTS, ids=lambda p: "float" if p is None else p.name)
 @pytest.mark.parametrize("with_prior", [False, True], ids=["no-prior", "prior"])
-def test_forward_and_gradients_match_float64(backend, kind, with_prior, gen):
+def test_forward_and_gradients_match_float64(backend, layout, with_prior, gen):
     device = _device(backend)
     for n, k, d in _shapes(backend):
-        z64 = torch.randn(n, d, generator=gen, dtype=torch.float64)
-        c64 = torch.randn(k, d, generator=gen, dtype=torch.float64)
-        # s ~ 8/D keeps the logits' spread O(1..10): with one-hot posteriors the true gradients
-        # vanish and any relative error is rounding noise over nothing.
-        s64 = _precision(kind, n, k, gen, scale=8.0 / d)
-        b64 = torch.randn(k, generator=gen, dtype=torch.float64) if with_prior else None
+        z64, c64, s64, b64 = testing.soft_quantize_sample(n, k, d, precision_layout=layout, log_prior=with_prior,
+                                                          generator=gen, dtype=torch.float64)
         g64 = torch.randn(n, d, generator=gen, dtype=torch.float64)
         leaves64 = [t.requires_grad_(True) for t in (z64, c64, s64, b64) if isinstance(t, torch.Tensor)]
         _plain(z64, c64, s64, b64).backward(g64)
@@ -68,7 +57,7 @@ def test_forward_and_gradients_match_float64(backend, kind, with_prior, gen):
         for name, mine, ref in zip("zcsb", leaves, leaves64):
             # A scalar or per-centroid s sums −½·a·‖z − c‖² over rows whose a sums to zero: fp32
             # cancellation leaves ~1e-4 there, whatever the kernel.
-            tol = 1e-3 if name == "s" and kind in ("()", "(1,K)") else 1e-4
+            tol = 1e-3 if name == "s" and layout in (PrecisionLayout.SCALAR, PrecisionLayout.PER_CENTROID) else 1e-4
             assert _rel(mine.grad.cpu(), ref.grad) < tol, (name, n, k, d)
 
 
@@ -161,10 +150,12 @@ def test_leading_dims_empty_and_noncontiguous(backend, gen):
     assert out.shape == (2, 3, 5)
     ref = _plain(z.reshape(6, 5).cpu().double(), c.cpu().double(), s.reshape(6, 1).cpu().double(), None)
     assert _rel(out.reshape(6, 5).cpu(), ref) < 2e-5
-    z_t = torch.randn(5, 9, generator=gen).to(device).T
-    c_strided = torch.randn(7, 10, generator=gen).to(device)[:, ::2]
-    ref = _plain(z_t.cpu().double(), c_strided.cpu().double(), 1.0, None)
-    assert _rel(latentops.soft_quantize(z_t, c_strided, backend=backend).cpu(), ref) < 2e-5
+    for layout in ("transposed", "strided"):
+        z, c, s, b = testing.soft_quantize_sample(9, 7, 5, log_prior=True, generator=gen, device=device,
+                                                   layout=layout)
+        assert not z.is_contiguous() and not c.is_contiguous()
+        ref = _plain(z.cpu().double(), c.cpu().double(), s, b.cpu().double())
+        assert _rel(latentops.soft_quantize(z, c, s, b, backend=backend).cpu(), ref) < 2e-5
 
 
 def test_return_probs(gen):
