@@ -16,6 +16,6 @@ echo "build: $(( $(date +%s) - start )) s" | tee -a "$OUT/build.log"
 # The kernels that have never run on a GPU first: a crash there (an illegal address poisons the CUDA
 # context) must not cost the benchmark table.
 timeout ${FIRST_TIMEOUT:-300} python3 -m pytest -q -x -p no:cacheprovider -k "cuda-cuda" \
-  tests/test_soft_quantize.py tests/test_graph.py 2>&1 | tee "$OUT/new-cuda-kernels.log" | tail -15
+  tests/ops/test_soft_quantize.py tests/ops/test_graph.py 2>&1 | tee "$OUT/new-cuda-kernels.log" | tail -15
 PYTHONUNBUFFERED=1 timeout ${BENCH_TIMEOUT:-900} python3 benches/run.py --out "$OUT/bench.md" 2>&1 | tee "$OUT/bench.log" | tail -60
 timeout ${TEST_TIMEOUT:-900} python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests} 2>&1 | tee "$OUT/tests.log" | tail -30

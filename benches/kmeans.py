@@ -1,0 +1,63 @@
+"""k-means: latentops.kmeans (on all points, and on FAISS's 256 points per centroid) against
+faiss.Kmeans, with the inertia over all points; every run checked: its labels are the nearest
+centroids and its inertia their squared distances (float64 reference)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from harness import Case, measure
+
+import latentops
+from latentops.reference import nearest_centroid as reference
+
+
+def _check_assignment(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor | None, inertia: float) -> None:
+    expected, sq_dist = reference.nearest_centroid(x, centroids.to(x.dtype))
+    total = float(sq_dist.double().sum())
+    if labels is not None:
+        chosen = reference.squared_distance(x.double(), centroids.double()[labels])
+        assert bool((chosen <= sq_dist.double() * (1 + 1e-5) + 1e-6).all()), "labels not at the nearest centroids"
+    assert math.isclose(inertia, total, rel_tol=1e-4), f"inertia {inertia:.6g} but the centroids give {total:.6g}"
+
+
+def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
+    case = Case(f"k-means N={n} K={k} D={d}, {iters} iterations (inertia over all points)",
+                2.0 * n * k * d * iters, ["faiss.Kmeans"])
+    print(case.title, flush=True)
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.randn(k, d, generator=gen) * 3
+    x = (centers[torch.randint(0, k, (n,), generator=gen)] + torch.randn(n, d, generator=gen)).to(device)
+
+    for label, sample in [("all points", None), ("256 points per centroid, as FAISS", 256)]:
+        result = {}
+
+        def run(sample=sample, result=result):
+            result["out"] = latentops.kmeans(x, k, iters=iters, tol=0.0, seed=0, max_points_per_centroid=sample)
+            return result["out"]
+        measure(case, f"latentops.kmeans, {label}", run, device, budget_s=0.0,
+                check=lambda out: _check_assignment(x, out.centroids, out.labels, out.inertia))
+        if "out" in result:
+            case.rows[-1] = (*case.rows[-1][:3], f"inertia {result['out'].inertia:.4g}")
+    if device != "cpu":
+        return case  # FAISS on the GPU machine's CPU would take minutes per run at this size
+    try:
+        import faiss
+    except ImportError:
+        case.rows.append(("faiss.Kmeans", math.nan, None, "not installed"))
+        return case
+    xn = x.numpy()
+    found = {}
+
+    def run_faiss():
+        km = faiss.Kmeans(d, k, niter=iters, seed=0, gpu=False)
+        km.train(xn)
+        found["inertia"] = float(km.index.search(xn, 1)[0].sum())  # over all points, like latentops'
+        found["centroids"] = torch.from_numpy(km.centroids)
+        return km
+    measure(case, "faiss.Kmeans", run_faiss, "cpu", budget_s=0.0,
+            check=lambda _: _check_assignment(x, found["centroids"], None, found["inertia"]))
+    if "inertia" in found:
+        case.rows[-1] = (*case.rows[-1][:3], f"inertia {found['inertia']:.4g}")
+    return case
