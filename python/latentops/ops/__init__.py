@@ -1,5 +1,5 @@
 """The public ops, one module per op family: validation, the family's stages as custom ops
-(registration.Stage) and its table of backends (_backend.Kernels). See docs/adding-an-op-family.md."""
+(registration.Stage) and its table of backends (_backend.Kernels). ADDING_A_FAMILY.md is the recipe."""
 
 from latentops.ops.graph import graph_smoothness, laplacian, normalize_graph, similarity_graph
 from latentops.ops.nearest_centroid import nearest_centroid
