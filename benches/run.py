@@ -95,12 +95,12 @@ def nearest_centroid_case(n: int, k: int, d: int, device: str, quick: bool) -> C
     for backend in backends:
         if backend == "triton" and device == "cpu":
             continue  # the interpreter is for tests, not timings
-        for label, (zz, cc), precision in [("fp32 exact", (z, c), "exact"), ("fp32 fast", (z, c), "fast"),
-                                           ("bf16 fast", (zb, cb), "fast")]:
+        for label, (zz, cc), accuracy in [("fp32 exact", (z, c), "exact"), ("fp32 fast", (z, c), "fast"),
+                                          ("bf16 fast", (zb, cb), "fast")]:
             if device == "cpu" and label != "fp32 exact":
                 continue  # the CPU kernels compute in fp32 whatever the inputs
             measure(case, f"latentops {backend} {label}",
-                    lambda zz=zz, cc=cc, p=precision, b=backend: latentops.nearest_centroid(zz, cc, precision=p, backend=b),
+                    lambda zz=zz, cc=cc, a=accuracy, b=backend: latentops.nearest_centroid(zz, cc, accuracy=a, backend=b),
                     device, budget_s=budget)
     measure(case, "torch.cdist+argmin fp32", lambda: torch.cdist(z, c).argmin(1), device, budget_s=budget)
     with _tf32(False):
