@@ -71,5 +71,37 @@ class Keywords {
   std::vector<std::string> read_;
 };
 
+// Registers the CPU kernel function `name`: read(kw) builds its params struct from the keyword
+// arguments, then kernel(params) runs without the GIL.
+template <typename Read, typename Kernel>
+void def_cpu(py::module_& m, const char* name, Read read, Kernel kernel, const char* doc) {
+  m.def(
+      name,
+      [name, read, kernel](py::kwargs kwargs) {
+        Keywords kw(name, std::move(kwargs));
+        const auto params = read(kw);
+        kw.check_all_read();
+        py::gil_scoped_release release;
+        kernel(params);
+      },
+      doc);
+}
+
+// Registers the CUDA kernel function `name`: as def_cpu, plus the keyword `stream` (a cudaStream_t
+// as an int), and kernel(params, stream) keeps the GIL (it only enqueues work).
+template <typename Read, typename Kernel>
+void def_cuda(py::module_& m, const char* name, Read read, Kernel kernel, const char* doc) {
+  m.def(
+      name,
+      [name, read, kernel](py::kwargs kwargs) {
+        Keywords kw(name, std::move(kwargs));
+        const auto params = read(kw);
+        void* stream = kw.address<void>("stream");
+        kw.check_all_read();
+        kernel(params, stream);
+      },
+      doc);
+}
+
 }  // namespace bindings
 }  // namespace latentops

@@ -42,48 +42,16 @@ SimilarityGraphBackwardParams read_backward(Keywords& kw) {
 
 void bind_graph(py::module_& m) {
 #ifdef LATENTOPS_WITH_CPU_KERNELS
-  m.def(
-      "similarity_graph_cpu",
-      [](py::kwargs kwargs) {
-        Keywords kw("similarity_graph_cpu", std::move(kwargs));
-        const SimilarityGraphParams p = read_similarity(kw);
-        kw.check_all_read();
-        py::gil_scoped_release release;
-        similarity_graph_cpu(p);
-      },
-      "Keywords: the fields of SimilarityGraphParams (latentops/graph.h).");
-  m.def(
-      "similarity_graph_sparse_backward_cpu",
-      [](py::kwargs kwargs) {
-        Keywords kw("similarity_graph_sparse_backward_cpu", std::move(kwargs));
-        const SimilarityGraphBackwardParams p = read_backward(kw);
-        kw.check_all_read();
-        py::gil_scoped_release release;
-        similarity_graph_sparse_backward_cpu(p);
-      },
-      "Keywords: the fields of SimilarityGraphBackwardParams (latentops/graph.h).");
+  def_cpu(m, "similarity_graph_cpu", read_similarity, similarity_graph_cpu,
+          "Keywords: the fields of SimilarityGraphParams (latentops/graph.h).");
+  def_cpu(m, "similarity_graph_sparse_backward_cpu", read_backward, similarity_graph_sparse_backward_cpu,
+          "Keywords: the fields of SimilarityGraphBackwardParams (latentops/graph.h).");
 #endif
 #ifdef LATENTOPS_WITH_CUDA
-  m.def(
-      "similarity_graph_cuda",
-      [](py::kwargs kwargs) {
-        Keywords kw("similarity_graph_cuda", std::move(kwargs));
-        const SimilarityGraphParams p = read_similarity(kw);
-        void* stream = kw.address<void>("stream");
-        kw.check_all_read();
-        similarity_graph_cuda(p, stream);
-      },
-      "Keywords: the fields of SimilarityGraphParams (latentops/graph.h) and stream.");
-  m.def(
-      "similarity_graph_sparse_backward_cuda",
-      [](py::kwargs kwargs) {
-        Keywords kw("similarity_graph_sparse_backward_cuda", std::move(kwargs));
-        const SimilarityGraphBackwardParams p = read_backward(kw);
-        void* stream = kw.address<void>("stream");
-        kw.check_all_read();
-        similarity_graph_sparse_backward_cuda(p, stream);
-      },
-      "Keywords: the fields of SimilarityGraphBackwardParams (latentops/graph.h) and stream.");
+  def_cuda(m, "similarity_graph_cuda", read_similarity, similarity_graph_cuda,
+           "Keywords: the fields of SimilarityGraphParams (latentops/graph.h) and stream.");
+  def_cuda(m, "similarity_graph_sparse_backward_cuda", read_backward, similarity_graph_sparse_backward_cuda,
+           "Keywords: the fields of SimilarityGraphBackwardParams (latentops/graph.h) and stream.");
 #endif
 }
 

@@ -1,4 +1,6 @@
 // Bindings of the nearest-centroid kernels: keyword arguments named as NearestCentroidParams' fields.
+#include <utility>
+
 #include "bindings.h"
 #include "latentops/nearest_centroid.h"
 
@@ -24,29 +26,17 @@ NearestCentroidParams read_params(Keywords& kw) {
 
 void bind_nearest_centroid(py::module_& m) {
 #ifdef LATENTOPS_WITH_CPU_KERNELS
-  m.def(
-      "nearest_centroid_cpu",
-      [](py::kwargs kwargs) {
-        Keywords kw("nearest_centroid_cpu", std::move(kwargs));
-        const NearestCentroidParams p = read_params(kw);
-        kw.check_all_read();
-        py::gil_scoped_release release;
-        nearest_centroid_cpu(p);
-      },
-      "Keywords: the fields of NearestCentroidParams (latentops/nearest_centroid.h).");
+  def_cpu(m, "nearest_centroid_cpu", read_params, nearest_centroid_cpu,
+          "Keywords: the fields of NearestCentroidParams (latentops/nearest_centroid.h).");
 #endif
 #ifdef LATENTOPS_WITH_CUDA
   m.def("nearest_centroid_cuda_workspace_bytes", &nearest_centroid_cuda_workspace_bytes, py::kw_only(),
         py::arg("n"), py::arg("k"), py::arg("d"));
-  m.def(
-      "nearest_centroid_cuda",
-      [](py::kwargs kwargs) {
-        Keywords kw("nearest_centroid_cuda", std::move(kwargs));
-        const NearestCentroidParams p = read_params(kw);
-        void* workspace = kw.address<void>("workspace");
-        void* stream = kw.address<void>("stream");
-        kw.check_all_read();
-        nearest_centroid_cuda(p, workspace, stream);
+  def_cuda(
+      m, "nearest_centroid_cuda",
+      [](Keywords& kw) { return std::make_pair(read_params(kw), kw.address<void>("workspace")); },
+      [](const std::pair<NearestCentroidParams, void*>& call, void* stream) {
+        nearest_centroid_cuda(call.first, call.second, stream);
       },
       "Keywords: the fields of NearestCentroidParams (latentops/nearest_centroid.h), workspace and stream.");
 #endif

@@ -1,6 +1,8 @@
 // Bindings of the soft-quantization kernels: keyword arguments named as the fields of
 // SoftQuantizeForwardParams and SoftQuantizeBackwardParams, except the codebook's: `codebook`
 // (SoftCodebook::values) and, for CUDA, `codebook_sq_norms` and `codebook_mean`.
+#include <utility>
+
 #include "bindings.h"
 #include "latentops/soft_quantize.h"
 
@@ -57,47 +59,25 @@ SoftQuantizeBackwardParams read_backward(Keywords& kw, Codebook form) {
 
 void bind_soft_quantize(py::module_& m) {
 #ifdef LATENTOPS_WITH_CPU_KERNELS
-  m.def(
-      "soft_quantize_forward_cpu",
-      [](py::kwargs kwargs) {
-        Keywords kw("soft_quantize_forward_cpu", std::move(kwargs));
-        const SoftQuantizeForwardParams p = read_forward(kw, Codebook::kAsGiven);
-        kw.check_all_read();
-        py::gil_scoped_release release;
-        soft_quantize_forward_cpu(p);
-      },
-      "Keywords: the fields of SoftQuantizeForwardParams (latentops/soft_quantize.h).");
-  m.def(
-      "soft_quantize_backward_cpu",
-      [](py::kwargs kwargs) {
-        Keywords kw("soft_quantize_backward_cpu", std::move(kwargs));
-        const SoftQuantizeBackwardParams p = read_backward(kw, Codebook::kAsGiven);
-        kw.check_all_read();
-        py::gil_scoped_release release;
-        soft_quantize_backward_cpu(p);
-      },
-      "Keywords: the fields of SoftQuantizeBackwardParams (latentops/soft_quantize.h).");
+  def_cpu(
+      m, "soft_quantize_forward_cpu", [](Keywords& kw) { return read_forward(kw, Codebook::kAsGiven); },
+      soft_quantize_forward_cpu, "Keywords: the fields of SoftQuantizeForwardParams (latentops/soft_quantize.h).");
+  def_cpu(
+      m, "soft_quantize_backward_cpu", [](Keywords& kw) { return read_backward(kw, Codebook::kAsGiven); },
+      soft_quantize_backward_cpu, "Keywords: the fields of SoftQuantizeBackwardParams (latentops/soft_quantize.h).");
 #endif
 #ifdef LATENTOPS_WITH_CUDA
-  m.def(
-      "soft_quantize_forward_cuda",
-      [](py::kwargs kwargs) {
-        Keywords kw("soft_quantize_forward_cuda", std::move(kwargs));
-        const SoftQuantizeForwardParams p = read_forward(kw, Codebook::kCentred);
-        void* stream = kw.address<void>("stream");
-        kw.check_all_read();
-        soft_quantize_forward_cuda(p, stream);
-      },
+  def_cuda(
+      m, "soft_quantize_forward_cuda", [](Keywords& kw) { return read_forward(kw, Codebook::kCentred); },
+      soft_quantize_forward_cuda,
       "Keywords: the fields of SoftQuantizeForwardParams (latentops/soft_quantize.h) and stream.");
-  m.def(
-      "soft_quantize_backward_cuda",
-      [](py::kwargs kwargs) {
-        Keywords kw("soft_quantize_backward_cuda", std::move(kwargs));
-        const SoftQuantizeBackwardParams p = read_backward(kw, Codebook::kCentred);
-        float* workspace = kw.address<float>("workspace");
-        void* stream = kw.address<void>("stream");
-        kw.check_all_read();
-        soft_quantize_backward_cuda(p, workspace, stream);
+  def_cuda(
+      m, "soft_quantize_backward_cuda",
+      [](Keywords& kw) {
+        return std::make_pair(read_backward(kw, Codebook::kCentred), kw.address<float>("workspace"));
+      },
+      [](const std::pair<SoftQuantizeBackwardParams, float*>& call, void* stream) {
+        soft_quantize_backward_cuda(call.first, call.second, stream);
       },
       "Keywords: the fields of SoftQuantizeBackwardParams (latentops/soft_quantize.h), workspace and stream.");
 #endif
