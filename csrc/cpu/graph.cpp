@@ -20,15 +20,10 @@
 #include <cstdint>
 #include <vector>
 
-#include <immintrin.h>
-
 #include "latentops/checks.h"
 #include "latentops/cpu_gemm.h"
 #include "latentops/cpu_scratch.h"
-
-#if !(defined(__AVX2__) && defined(__FMA__))
-#error "graph.cpp needs AVX2 and FMA (compile with -march=x86-64-v3)"
-#endif
+#include "latentops/cpu_simd.h"
 
 namespace latentops {
 namespace {
@@ -38,13 +33,8 @@ constexpr int64_t kPanel = 16;     // micro-kernel columns
 constexpr int64_t kInnerChunk = 256;
 
 using Buffer = AlignedBuffer<float>;
-
-inline float hsum(__m256 v) {
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  return _mm_cvtss_f32(h);
-}
+using cpu::hsum;
+using cpu::hsum_pd;
 
 // Σ_t row[t]² in float64, four independent accumulators (a single chain is latency-bound).
 double sum_squares(const float* row, int64_t d) {
@@ -59,9 +49,7 @@ double sum_squares(const float* row, int64_t d) {
     acc2 = _mm256_fmadd_pd(b0, b0, acc2);
     acc3 = _mm256_fmadd_pd(b1, b1, acc3);
   }
-  const __m256d sum = _mm256_add_pd(_mm256_add_pd(acc0, acc1), _mm256_add_pd(acc2, acc3));
-  __m128d h = _mm_add_pd(_mm256_castpd256_pd128(sum), _mm256_extractf128_pd(sum, 1));
-  double total = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+  double total = hsum_pd(_mm256_add_pd(_mm256_add_pd(acc0, acc1), _mm256_add_pd(acc2, acc3)));
   for (; t < d; ++t) total += static_cast<double>(row[t]) * row[t];
   return total;
 }
@@ -191,8 +179,11 @@ void similarity_one(const float* x, int64_t n, int64_t d, GraphMetric metric, fl
 
 }  // namespace
 
-void similarity_graph_cpu(const float* const* xs, const int64_t* dims, int64_t g, int64_t n, GraphMetric metric,
-                          float sigma, bool relu, float* w, float* stats) {
+void similarity_graph_cpu(const SimilarityGraphParams& p) {
+  const int64_t g = p.g, n = p.n;
+  const int64_t* dims = p.dims;
+  const GraphMetric metric = p.metric;
+  const float sigma = p.sigma;
   LATENTOPS_CHECK(g >= 0 && n >= 0, "similarity_graph_cpu: negative size g=" << g << " n=" << n);
   const int m = static_cast<int>(metric);
   LATENTOPS_CHECK(m == 0 || m == 1, "similarity_graph_cpu: unknown metric " << m);
@@ -226,15 +217,19 @@ void similarity_graph_cpu(const float* const* xs, const int64_t* dims, int64_t g
   std::vector<Buffer> tiles(static_cast<size_t>(max_threads()));
   for (Buffer& tile : tiles) tile.reset(static_cast<size_t>(kRowBlock * ld_tile), false);
   for (int64_t gi = 0; gi < g; ++gi) {
-    similarity_one(xs[gi], n, dims[gi], metric, sigma, relu, w + gi * n * n, stats + gi * n, panels, tiles,
+    similarity_one(p.xs[gi], n, dims[gi], metric, sigma, p.relu, p.w + gi * n * n, p.stats + gi * n, panels, tiles,
                    ld_tile);
   }
 }
 
-void similarity_graph_sparse_backward_cpu(const float* const* xs, const int64_t* dims, int64_t g, int64_t n,
-                                          const int64_t* rowptr, const int64_t* col, const float* coef,
-                                          const float* alpha, const float* beta, const float* gamma,
-                                          float* const* grads) {
+void similarity_graph_sparse_backward_cpu(const SimilarityGraphBackwardParams& p) {
+  const float* const* xs = p.xs;
+  const int64_t* dims = p.dims;
+  const int64_t g = p.g, n = p.n;
+  const int64_t* rowptr = p.rowptr;
+  const int64_t* col = p.col;
+  const float *coef = p.coef, *alpha = p.alpha, *beta = p.beta, *gamma = p.gamma;
+  float* const* grads = p.grads;
   LATENTOPS_CHECK(g >= 0 && n >= 0, "similarity_graph_sparse_backward_cpu: negative size");
   if (g == 0 || n == 0) return;
   int64_t max_d = 0;

@@ -35,9 +35,9 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <type_traits>
 #include <vector>
 
-#include <immintrin.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -45,15 +45,14 @@
 #include "latentops/checks.h"
 #include "latentops/cpu_gemm.h"
 #include "latentops/cpu_scratch.h"
-
-#if !(defined(__AVX2__) && defined(__FMA__))
-#error "soft_quantize.cpp needs AVX2 and FMA (compile with -march=x86-64-v3)"
-#endif
+#include "latentops/cpu_simd.h"
 
 namespace latentops {
 namespace {
 
 using cpu::gemm;
+using cpu::hsum;
+using cpu::hsum_pd;
 
 constexpr int64_t kRowBlock = 48;   // z rows per work item (multiple of kGemmRows)
 constexpr int64_t kColBlock = 128;  // centroids per tile (multiple of 16)
@@ -62,18 +61,6 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 using Buffer = AlignedBuffer<float>;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-inline float hsum(__m256 v) {
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  return _mm_cvtss_f32(h);
-}
-
-inline double hsum_pd(__m256d v) {
-  __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-}
 
 inline float hmax(__m256 v) {
   __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -124,7 +111,7 @@ struct Prepared {
   Buffer s_col;                     // s_k for kPerCentroid (kpad, padding 0)
 };
 
-void prepare(const float* codebook, const float* s, SoftPrecision mode, const float* log_prior, int64_t k,
+void prepare(const float* codebook, const float* s, PrecisionLayout mode, const float* log_prior, int64_t k,
              int64_t d, Prepared& pc) {
   pc.k = k;
   pc.d = d;
@@ -175,15 +162,15 @@ void prepare(const float* codebook, const float* s, SoftPrecision mode, const fl
     }
   }
   for (int64_t j = 0; j < pc.kpad; ++j) bias[j] = j < k ? (log_prior ? log_prior[j] : 0.f) : kNegInf;
-  if (mode == SoftPrecision::kPerCentroid) std::memcpy(pc.s_col.get(), s, static_cast<size_t>(k) * sizeof(float));
+  if (mode == PrecisionLayout::kPerCentroid) std::memcpy(pc.s_col.get(), s, static_cast<size_t>(k) * sizeof(float));
 }
 
 // Loads 8 values of s_nk for row `row`, centroids [j, j + 8) (only `valid` of them are real).
-template <SoftPrecision M>
+template <PrecisionLayout M>
 inline __m256 load_s(const float* s, const float* s_col, int64_t row, int64_t k, int64_t j, int64_t valid) {
-  if (M == SoftPrecision::kScalar) return _mm256_set1_ps(s[0]);
-  if (M == SoftPrecision::kPerRow) return _mm256_set1_ps(s[row]);
-  if (M == SoftPrecision::kPerCentroid) return _mm256_loadu_ps(s_col + j);
+  if (M == PrecisionLayout::kScalar) return _mm256_set1_ps(s[0]);
+  if (M == PrecisionLayout::kPerRow) return _mm256_set1_ps(s[row]);
+  if (M == PrecisionLayout::kPerCentroid) return _mm256_loadu_ps(s_col + j);
   const float* p = s + row * k + j;
   return valid >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lane_mask(valid));
 }
@@ -235,7 +222,7 @@ struct ForwardScratch {
   Buffer zp, tile, acc, zn, m, sum;
 };
 
-template <SoftPrecision M>
+template <PrecisionLayout M>
 void forward_block(const float* z, const float* s, const Prepared& pc, int64_t row0, int64_t rows, ForwardScratch& w,
                    float* z_hat, float* lse) {
   const int64_t d = pc.d, dp = pc.dp, k = pc.k;
@@ -320,12 +307,12 @@ void backward_products(const Prepared& pc, const float* gz, int64_t rows, int64_
   gemm(rows, kb8, d, gz + kRowBlock * dp, dp, 1, cols, kColBlock, tile + kRowBlock * kColBlock, kColBlock, false);
 }
 
-template <SoftPrecision M>
+template <PrecisionLayout M>
 void backward_block(const float* grad, const float* z, const float* s, const Prepared& pc, const float* lse_in,
                     int64_t row0, int64_t rows, BackwardScratch& w, float* grad_z, float* grad_s) {
   const int64_t d = pc.d, dp = pc.dp, k = pc.k;
   constexpr int64_t R = kRowBlock;
-  constexpr bool kRowConstant = M == SoftPrecision::kScalar || M == SoftPrecision::kPerRow;
+  constexpr bool kRowConstant = M == PrecisionLayout::kScalar || M == PrecisionLayout::kPerRow;
   float* gz = w.gz.get();  // rows [0, R): g; rows [R, 2R): z'
   float* tile = w.tile.get();
   float* acc = w.acc.get();
@@ -439,7 +426,7 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
       const __m256 scale_v = _mm256_set1_ps(p_scale[r]);
       const float* p_kept = tile + (2 * R + r) * kColBlock;  // only with the cache
       __m256 sum_w = _mm256_setzero_ps(), sum_s = _mm256_setzero_ps();
-      float* gs_row = M == SoftPrecision::kFull && grad_s ? grad_s + row * k + j0 : nullptr;
+      float* gs_row = M == PrecisionLayout::kFull && grad_s ? grad_s + row * k + j0 : nullptr;
       for (int64_t j = 0; j < kb8; j += 8) {
         const int64_t valid = kb - j;
         const __m256 sv = load_s<M>(s, s_col, row, k, j0 + j, valid);
@@ -455,9 +442,9 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
         _mm256_storeu_ps(col_a + j, _mm256_add_ps(_mm256_loadu_ps(col_a + j), a));
         _mm256_storeu_ps(col_w + j, _mm256_add_ps(_mm256_loadu_ps(col_w + j), wv));
         sum_w = _mm256_add_ps(sum_w, wv);
-        if (M == SoftPrecision::kPerCentroid) _mm256_storeu_ps(col_s + j, _mm256_add_ps(_mm256_loadu_ps(col_s + j), gs));
+        if (M == PrecisionLayout::kPerCentroid) _mm256_storeu_ps(col_s + j, _mm256_add_ps(_mm256_loadu_ps(col_s + j), gs));
         if (kRowConstant) sum_s = _mm256_add_ps(sum_s, gs);
-        if (M == SoftPrecision::kFull && gs_row) {
+        if (M == PrecisionLayout::kFull && gs_row) {
           if (valid >= 8) {
             _mm256_storeu_ps(gs_row + j, gs);
           } else {
@@ -471,7 +458,7 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
     for (int64_t j = 0; j < kb; ++j) {
       w.col_a[j0 + j] += col_a[j];
       w.col_w[j0 + j] += col_w[j];
-      if (M == SoftPrecision::kPerCentroid) w.col_s[j0 + j] += col_s[j];
+      if (M == PrecisionLayout::kPerCentroid) w.col_s[j0 + j] += col_s[j];
     }
     gemm(rows, dp, kb, tile + R * kColBlock, kColBlock, 1, pc.c_rows.get() + j0 * dp, dp, acc, dp, true);
     if (rows == R) {  // one product over the stacked [P; W] and [G; Z'] rows
@@ -486,12 +473,12 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
     const float* a = acc + r * dp;
     const float* zr = gz + (R + r) * dp;
     for (int64_t t = 0; t < d; ++t) out[t] = a[t] - row_w[r] * zr[t];
-    if (M == SoftPrecision::kPerRow && grad_s) grad_s[row0 + r] = row_s[r];
-    if (M == SoftPrecision::kScalar) w.s_total += row_s[r];
+    if (M == PrecisionLayout::kPerRow && grad_s) grad_s[row0 + r] = row_s[r];
+    if (M == PrecisionLayout::kScalar) w.s_total += row_s[r];
   }
 }
 
-void check_args(const char* fn, int64_t n, int64_t k, int64_t d, SoftPrecision mode) {
+void check_args(const char* fn, int64_t n, int64_t k, int64_t d, PrecisionLayout mode) {
   LATENTOPS_CHECK(n >= 0, fn << ": n must be non-negative, got " << n);
   LATENTOPS_CHECK(k > 0, fn << ": codebook must have at least one row, got k=" << k);
   LATENTOPS_CHECK(d > 0, fn << ": dimension must be positive, got d=" << d);
@@ -499,7 +486,21 @@ void check_args(const char* fn, int64_t n, int64_t k, int64_t d, SoftPrecision m
   LATENTOPS_CHECK(m >= 0 && m <= 3, fn << ": unknown precision layout " << m);
 }
 
-template <SoftPrecision M>
+template <PrecisionLayout M>
+using LayoutConstant = std::integral_constant<PrecisionLayout, M>;
+
+// Calls f(LayoutConstant<layout>{}): the run-time layout as the template argument of the kernels below.
+template <typename F>
+void with_layout(PrecisionLayout layout, F&& f) {
+  switch (layout) {
+    case PrecisionLayout::kScalar: f(LayoutConstant<PrecisionLayout::kScalar>{}); break;
+    case PrecisionLayout::kPerRow: f(LayoutConstant<PrecisionLayout::kPerRow>{}); break;
+    case PrecisionLayout::kPerCentroid: f(LayoutConstant<PrecisionLayout::kPerCentroid>{}); break;
+    case PrecisionLayout::kFull: f(LayoutConstant<PrecisionLayout::kFull>{}); break;
+  }
+}
+
+template <PrecisionLayout M>
 void forward_all(const float* z, const float* s, const Prepared& pc, int64_t n, float* z_hat, float* lse) {
   const int64_t nblocks = (n + kRowBlock - 1) / kRowBlock;
   const int team = static_cast<int>(std::min<int64_t>(max_threads(), nblocks));
@@ -523,7 +524,7 @@ void forward_all(const float* z, const float* s, const Prepared& pc, int64_t n, 
   }
 }
 
-template <SoftPrecision M>
+template <PrecisionLayout M>
 void backward_all(const float* grad, const float* z, const float* s, const Prepared& pc, const float* lse, int64_t n, float* grad_z, float* grad_codebook, float* grad_s,
                   float* grad_log_prior) {
   const int64_t k = pc.k, d = pc.d, dp = pc.dp;
@@ -543,7 +544,7 @@ void backward_all(const float* grad, const float* z, const float* s, const Prepa
     w.grad_c.reset(static_cast<size_t>(pc.kpad * dp));
     w.col_w.assign(static_cast<size_t>(k), 0.0);
     w.col_a.assign(static_cast<size_t>(k), 0.0);
-    if (M == SoftPrecision::kPerCentroid) w.col_s.assign(static_cast<size_t>(k), 0.0);
+    if (M == PrecisionLayout::kPerCentroid) w.col_s.assign(static_cast<size_t>(k), 0.0);
     w.tile_cols.reset(3 * kColBlock);
     if (pc.kpad <= 8192) w.cache.reset(static_cast<size_t>(pc.blocks * 3 * kRowBlock * kColBlock));
   }
@@ -572,13 +573,13 @@ void backward_all(const float* grad, const float* z, const float* s, const Prepa
       for (const BackwardScratch& w : scratch) asum += w.col_a[j];
       grad_log_prior[j] = static_cast<float>(asum);
     }
-    if (M == SoftPrecision::kPerCentroid && grad_s) {
+    if (M == PrecisionLayout::kPerCentroid && grad_s) {
       double ssum = 0.0;
       for (const BackwardScratch& w : scratch) ssum += w.col_s[j];
       grad_s[j] = static_cast<float>(ssum);
     }
   }
-  if (M == SoftPrecision::kScalar && grad_s) {
+  if (M == PrecisionLayout::kScalar && grad_s) {
     double total = 0.0;
     for (const BackwardScratch& w : scratch) total += w.s_total;
     grad_s[0] = static_cast<float>(total);
@@ -587,57 +588,40 @@ void backward_all(const float* grad, const float* z, const float* s, const Prepa
 
 }  // namespace
 
-void soft_quantize_forward_cpu(const float* z, const float* codebook, const float* s, SoftPrecision s_mode,
-                               const float* log_prior, int64_t n, int64_t k, int64_t d, float* z_hat, float* lse) {
-  check_args("soft_quantize_forward_cpu", n, k, d, s_mode);
+void soft_quantize_forward_cpu(const SoftQuantizeForwardParams& p) {
+  const int64_t n = p.n, k = p.k, d = p.d;
+  check_args("soft_quantize_forward_cpu", n, k, d, p.s_layout);
   if (n == 0) return;
-  LATENTOPS_CHECK(z != nullptr && codebook != nullptr && s != nullptr && z_hat != nullptr && lse != nullptr,
+  LATENTOPS_CHECK(p.z != nullptr && p.codebook.values != nullptr && p.s != nullptr && p.z_hat != nullptr &&
+                      p.lse != nullptr,
                   "soft_quantize_forward_cpu: null pointer argument");
   Prepared pc;
-  prepare(codebook, s, s_mode, log_prior, k, d, pc);
-  switch (s_mode) {
-    case SoftPrecision::kScalar: forward_all<SoftPrecision::kScalar>(z, s, pc, n, z_hat, lse); break;
-    case SoftPrecision::kPerRow: forward_all<SoftPrecision::kPerRow>(z, s, pc, n, z_hat, lse); break;
-    case SoftPrecision::kPerCentroid: forward_all<SoftPrecision::kPerCentroid>(z, s, pc, n, z_hat, lse); break;
-    case SoftPrecision::kFull: forward_all<SoftPrecision::kFull>(z, s, pc, n, z_hat, lse); break;
-  }
+  prepare(p.codebook.values, p.s, p.s_layout, p.log_prior, k, d, pc);
+  with_layout(p.s_layout, [&](auto layout) {
+    forward_all<decltype(layout)::value>(p.z, p.s, pc, n, p.z_hat, p.lse);
+  });
 }
 
-void soft_quantize_backward_cpu(const float* grad, const float* z, const float* codebook, const float* s,
-                                SoftPrecision s_mode, const float* log_prior, const float* z_hat, const float* lse,
-                                int64_t n, int64_t k, int64_t d, float* grad_z, float* grad_codebook, float* grad_s,
-                                float* grad_log_prior) {
-  check_args("soft_quantize_backward_cpu", n, k, d, s_mode);
-  LATENTOPS_CHECK(codebook != nullptr && grad_codebook != nullptr, "soft_quantize_backward_cpu: null pointer argument");
+void soft_quantize_backward_cpu(const SoftQuantizeBackwardParams& p) {
+  const int64_t n = p.n, k = p.k, d = p.d;
+  check_args("soft_quantize_backward_cpu", n, k, d, p.s_layout);
+  LATENTOPS_CHECK(p.codebook.values != nullptr && p.grad_codebook != nullptr,
+                  "soft_quantize_backward_cpu: null pointer argument");
   if (n == 0) {  // nothing flows back: zero gradients for the parameters
-    std::fill(grad_codebook, grad_codebook + k * d, 0.f);
-    if (grad_log_prior) std::fill(grad_log_prior, grad_log_prior + k, 0.f);
-    if (grad_s && s_mode == SoftPrecision::kScalar) grad_s[0] = 0.f;
-    if (grad_s && s_mode == SoftPrecision::kPerCentroid) std::fill(grad_s, grad_s + k, 0.f);
+    std::fill(p.grad_codebook, p.grad_codebook + k * d, 0.f);
+    if (p.grad_log_prior) std::fill(p.grad_log_prior, p.grad_log_prior + k, 0.f);
+    if (p.grad_s && p.s_layout == PrecisionLayout::kScalar) p.grad_s[0] = 0.f;
+    if (p.grad_s && p.s_layout == PrecisionLayout::kPerCentroid) std::fill(p.grad_s, p.grad_s + k, 0.f);
     return;
   }
-  // z_hat is not read: δ_n = g_n·ẑ_n is recomputed as Σ_k p_nk g_n·c_k from the same products that
-  // give a_nk, which keeps Σ_k a_nk at rounding level (and lse is refined the same way).
-  (void)z_hat;
-  LATENTOPS_CHECK(grad != nullptr && z != nullptr && s != nullptr && lse != nullptr && grad_z != nullptr,
+  LATENTOPS_CHECK(p.grad != nullptr && p.z != nullptr && p.s != nullptr && p.lse != nullptr && p.grad_z != nullptr,
                   "soft_quantize_backward_cpu: null pointer argument");
   Prepared pc;
-  prepare(codebook, s, s_mode, log_prior, k, d, pc);
-  switch (s_mode) {
-    case SoftPrecision::kScalar:
-      backward_all<SoftPrecision::kScalar>(grad, z, s, pc, lse, n, grad_z, grad_codebook, grad_s, grad_log_prior);
-      break;
-    case SoftPrecision::kPerRow:
-      backward_all<SoftPrecision::kPerRow>(grad, z, s, pc, lse, n, grad_z, grad_codebook, grad_s, grad_log_prior);
-      break;
-    case SoftPrecision::kPerCentroid:
-      backward_all<SoftPrecision::kPerCentroid>(grad, z, s, pc, lse, n, grad_z, grad_codebook, grad_s,
-                                                grad_log_prior);
-      break;
-    case SoftPrecision::kFull:
-      backward_all<SoftPrecision::kFull>(grad, z, s, pc, lse, n, grad_z, grad_codebook, grad_s, grad_log_prior);
-      break;
-  }
+  prepare(p.codebook.values, p.s, p.s_layout, p.log_prior, k, d, pc);
+  with_layout(p.s_layout, [&](auto layout) {
+    backward_all<decltype(layout)::value>(p.grad, p.z, p.s, pc, p.lse, n, p.grad_z, p.grad_codebook, p.grad_s,
+                                          p.grad_log_prior);
+  });
 }
 
 }  // namespace latentops

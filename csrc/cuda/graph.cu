@@ -163,28 +163,26 @@ __global__ void sg_spmm_kernel(const float* const* xs, const int64_t* dims, int6
 
 }  // namespace
 
-void similarity_graph_cuda(const float* const* xs, const int64_t* dims, int64_t g, int64_t n, GraphMetric metric,
-                           float sigma, bool relu, float* w, float* stats, void* stream) {
+void similarity_graph_cuda(const SimilarityGraphParams& p, void* stream) {
+  const int64_t g = p.g, n = p.n;
   LATENTOPS_CHECK(g >= 0 && n >= 0, "similarity_graph_cuda: negative size g=" << g << " n=" << n);
   LATENTOPS_CHECK(g <= 65535, "similarity_graph_cuda: at most 65535 graphs per call, got " << g);
   if (g == 0 || n == 0) return;
   require_tf32_tensor_cores("similarity graph");
   const int64_t nb = (n + kTile - 1) / kTile;
   const dim3 grid(static_cast<unsigned>(nb * (nb + 1) / 2), static_cast<unsigned>(g));
-  const float neg_inv = -0.5f / (sigma * sigma);
+  const float neg_inv = -0.5f / (p.sigma * p.sigma);
   sg_gram_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      xs, dims, n, static_cast<int>(nb), static_cast<int>(metric), neg_inv, relu, w, stats);
+      p.xs, p.dims, n, static_cast<int>(nb), static_cast<int>(p.metric), neg_inv, p.relu, p.w, p.stats);
   LATENTOPS_CUDA_CHECK(cudaGetLastError());
 }
 
-void similarity_graph_sparse_backward_cuda(const float* const* xs, const int64_t* dims, int64_t g, int64_t n,
-                                           const int64_t* rowptr, const int64_t* col, const float* coef,
-                                           const float* alpha, const float* beta, const float* gamma,
-                                           float* const* grads, void* stream) {
+void similarity_graph_sparse_backward_cuda(const SimilarityGraphBackwardParams& p, void* stream) {
+  const int64_t g = p.g, n = p.n;
   LATENTOPS_CHECK(g >= 0 && n >= 0, "similarity_graph_sparse_backward_cuda: negative size");
   if (g == 0 || n == 0) return;
   sg_spmm_kernel<<<static_cast<unsigned>(g * n), 256, 0, static_cast<cudaStream_t>(stream)>>>(
-      xs, dims, n, rowptr, col, coef, alpha, beta, gamma, grads);
+      p.xs, p.dims, n, p.rowptr, p.col, p.coef, p.alpha, p.beta, p.gamma, p.grads);
   LATENTOPS_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -697,28 +697,30 @@ size_t nearest_centroid_cuda_workspace_bytes(int64_t n, int64_t k, int64_t /*d*/
   return WsLayout(n, k).total;
 }
 
-void nearest_centroid_cuda(const void* z, const void* codebook, int64_t n, int64_t k, int64_t d,
-                           DType dtype, bool exact, int64_t* indices, float* sq_dist,
-                           void* workspace, void* stream) {
+void nearest_centroid_cuda(const NearestCentroidParams& p, void* workspace, void* stream) {
+  const int64_t n = p.n, k = p.k, d = p.d;
   LATENTOPS_CHECK(k > 0, "codebook must have at least one row");
   LATENTOPS_CHECK(d > 0, "rows must have at least one element");
   LATENTOPS_CHECK(k <= 0x7fffffffLL, "codebook has too many rows: " << k);
   if (n == 0) return;
+  const bool exact = p.accuracy == Accuracy::kExact;
   auto s = static_cast<cudaStream_t>(stream);
-  switch (dtype) {
+  switch (p.dtype) {
     case DType::kFloat32:
-      run_nearest_centroid(static_cast<const float*>(z), static_cast<const float*>(codebook), n, k, d,
-                           exact, indices, sq_dist, workspace, s);
+      run_nearest_centroid(static_cast<const float*>(p.z), static_cast<const float*>(p.codebook), n, k, d,
+                           exact, p.indices, p.sq_dist, workspace, s);
       break;
     case DType::kFloat16:
-      run_nearest_centroid(static_cast<const __half*>(z), static_cast<const __half*>(codebook), n, k,
-                           d, exact, indices, sq_dist, workspace, s);
+      run_nearest_centroid(static_cast<const __half*>(p.z), static_cast<const __half*>(p.codebook), n, k,
+                           d, exact, p.indices, p.sq_dist, workspace, s);
       break;
     case DType::kBFloat16:
-      run_nearest_centroid(static_cast<const __nv_bfloat16*>(z),
-                           static_cast<const __nv_bfloat16*>(codebook), n, k, d, exact, indices,
-                           sq_dist, workspace, s);
+      run_nearest_centroid(static_cast<const __nv_bfloat16*>(p.z),
+                           static_cast<const __nv_bfloat16*>(p.codebook), n, k, d, exact, p.indices,
+                           p.sq_dist, workspace, s);
       break;
+    default:
+      LATENTOPS_CHECK(false, "nearest_centroid_cuda: unknown dtype code " << static_cast<int>(p.dtype));
   }
 }
 

@@ -42,7 +42,7 @@ struct Args {
   const float* c;      // k x d, centred (c~)
   const float* c_sq;   // k: ||c~||^2
   const float* mu;     // d
-  const float* s;      // SoftPrecision layout
+  const float* s;      // in the layout s_mode (a PrecisionLayout code)
   int s_mode;
   const float* b;      // k or null
   const float* grad;   // n x d: dL/dz_hat (backward)
@@ -492,40 +492,43 @@ dim3 grid_for(int64_t blocks, int64_t d) {
   return dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(slices));
 }
 
+// The kernels' arguments from the operands of both stages.
+Args common_args(const SoftQuantizeInputs& p) {
+  LATENTOPS_CHECK(p.codebook.values != nullptr && p.codebook.sq_norms != nullptr && p.codebook.mean != nullptr,
+                  "soft_quantize CUDA: the codebook must come centred, with its squared norms and mean");
+  Args a{};
+  a.z = p.z, a.c = p.codebook.values, a.c_sq = p.codebook.sq_norms, a.mu = p.codebook.mean, a.s = p.s;
+  a.s_mode = static_cast<int>(p.s_layout);
+  a.b = p.log_prior, a.n = p.n, a.k = p.k, a.d = p.d;
+  return a;
+}
+
 }  // namespace
 
-void soft_quantize_forward_cuda(const float* z, const float* c_centred, const float* c_sq,
-                                const float* mu, const float* s, SoftPrecision s_mode,
-                                const float* log_prior, int64_t n, int64_t k, int64_t d, bool exact,
-                                float* z_hat, float* lse, void* stream) {
+void soft_quantize_forward_cuda(const SoftQuantizeForwardParams& p, void* stream) {
+  const int64_t n = p.n, k = p.k, d = p.d;
   LATENTOPS_CHECK(n > 0 && k > 0 && d > 0, "soft_quantize_forward_cuda: n, k, d must be positive");
   require_tf32_tensor_cores("soft_quantize");
-  Args a{};
-  a.z = z, a.c = c_centred, a.c_sq = c_sq, a.mu = mu, a.s = s, a.s_mode = static_cast<int>(s_mode);
-  a.b = log_prior, a.n = n, a.k = k, a.d = d, a.z_hat = z_hat, a.lse = lse;
+  Args a = common_args(p);
+  a.z_hat = p.z_hat, a.lse = p.lse;
   const dim3 grid = grid_for((n + kTile - 1) / kTile, d);
   auto st = static_cast<cudaStream_t>(stream);
-  if (exact) launch(sq_forward_kernel<true>, 4, grid, a, st);
+  if (p.accuracy == Accuracy::kExact) launch(sq_forward_kernel<true>, 4, grid, a, st);
   else launch(sq_forward_kernel<false>, 4, grid, a, st);
 }
 
-void soft_quantize_backward_cuda(const float* grad, const float* z, const float* c_centred,
-                                 const float* c_sq, const float* mu, const float* s,
-                                 SoftPrecision s_mode, const float* log_prior, int64_t n, int64_t k,
-                                 int64_t d, bool exact, float* workspace, float* grad_z,
-                                 float* grad_codebook, float* grad_s, float* grad_log_prior,
-                                 void* stream) {
+void soft_quantize_backward_cuda(const SoftQuantizeBackwardParams& p, float* workspace, void* stream) {
+  const int64_t n = p.n, k = p.k, d = p.d;
   LATENTOPS_CHECK(n > 0 && k > 0 && d > 0, "soft_quantize_backward_cuda: n, k, d must be positive");
   require_tf32_tensor_cores("soft_quantize");
-  Args a{};
-  a.z = z, a.c = c_centred, a.c_sq = c_sq, a.mu = mu, a.s = s, a.s_mode = static_cast<int>(s_mode);
-  a.b = log_prior, a.grad = grad, a.n = n, a.k = k, a.d = d;
+  Args a = common_args(p);
+  a.grad = p.grad;
   a.row_max = workspace, a.inv_l = workspace + n, a.delta = workspace + 2 * n, a.z_sq = workspace + 3 * n;
-  a.grad_z = grad_z, a.grad_c = grad_codebook, a.grad_s = grad_s, a.grad_b = grad_log_prior;
+  a.grad_z = p.grad_z, a.grad_c = p.grad_codebook, a.grad_s = p.grad_s, a.grad_b = p.grad_log_prior;
   auto st = static_cast<cudaStream_t>(stream);
   const dim3 rows_grid = grid_for((n + kTile - 1) / kTile, d);
   const dim3 cols_grid = grid_for((k + kTile - 1) / kTile, d);
-  if (exact) {
+  if (p.accuracy == Accuracy::kExact) {
     launch(sq_backward_rows_kernel<true>, 5, rows_grid, a, st);
     launch(sq_backward_centroids_kernel<true>, 4, cols_grid, a, st);
   } else {

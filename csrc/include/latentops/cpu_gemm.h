@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include <immintrin.h>
+#include "latentops/cpu_simd.h"
 
 namespace latentops {
 namespace cpu {

@@ -2,43 +2,62 @@
 // and codebook c (k x d),
 //   l_nk = -1/2 s_nk ||z_n - c_k||^2 + b_k,   p_nk = softmax_k(l_nk),   z_hat_n = sum_k p_nk c_k,
 // keeping only lse_n = log sum_k exp(l_nk) from the forward; the backward recomputes p tile by tile.
-// The precision s comes in one of four layouts (SoftPrecision); b may be null (all zeros).
-// All pointers are to contiguous row-major float32 buffers; never an n x k temporary.
+// All buffers are contiguous row-major float32 on the kernel's device; never an n x k temporary.
 #pragma once
 #include <cstdint>
 
+#include "latentops/enums.h"
+
 namespace latentops {
 
-// s_nk = s[0] (kScalar), s[n] (kPerRow), s[k] (kPerCentroid) or s[n * k_total + k] (kFull).
-enum class SoftPrecision : int { kScalar = 0, kPerRow = 1, kPerCentroid = 2, kFull = 3 };
+// The codebook as each device takes it. The CPU kernels take c itself (they centre it on its mean
+// internally) and leave sq_norms and mean null. The CUDA kernels (sm_80+) take it centred by the
+// caller: values = c - mu (k x d), sq_norms = ||c - mu||^2 (k), mean = mu (d).
+struct SoftCodebook {
+  const float* values;
+  const float* sq_norms;
+  const float* mean;
+};
 
-void soft_quantize_forward_cpu(const float* z, const float* codebook, const float* s,
-                               SoftPrecision s_mode, const float* log_prior, int64_t n, int64_t k,
-                               int64_t d, float* z_hat, float* lse);
+// The operands of both stages.
+struct SoftQuantizeInputs {
+  const float* z;          // n x d
+  SoftCodebook codebook;
+  const float* s;          // the precision, in s_layout
+  const float* log_prior;  // b (k), or null for all zeros
+  int64_t n, k, d;         // CPU: n may be 0; CUDA: all positive
+  // s_nk = s[0] (kScalar), s[n] (kPerRow), s[k] (kPerCentroid) or s[n * k_total + k] (kFull).
+  PrecisionLayout s_layout;
+  // CUDA: kExact multiplies in 3xTF32 (fp32-accurate), kFast in one tf32 product (~3e-4
+  // relative). The CPU kernels are always exact (fp32 FMA).
+  Accuracy accuracy;
+};
 
-// grad: dL/dz_hat (n x d). Writes grad_z (n x d) and grad_codebook (k x d) (overwritten, not
-// accumulated), grad_s in s's layout (1, n, k or n*k values; may be null when not needed) and
-// grad_log_prior (k; may be null).
-void soft_quantize_backward_cpu(const float* grad, const float* z, const float* codebook,
-                                const float* s, SoftPrecision s_mode, const float* log_prior,
-                                const float* z_hat, const float* lse, int64_t n, int64_t k,
-                                int64_t d, float* grad_z, float* grad_codebook, float* grad_s,
-                                float* grad_log_prior);
+struct SoftQuantizeForwardParams : SoftQuantizeInputs {
+  float* z_hat;            // n x d
+  float* lse;              // n
+};
 
-// CUDA kernels (sm_80+, float32 operands). The caller centres the codebook on its mean mu:
-// c_centred = codebook - mu (k x d), c_sq = ||c_centred||^2 (k), mu (d). `exact`: 3xTF32 tensor-core
-// products (fp32-accurate); otherwise one tf32 product (~3e-4 relative). `stream` is a cudaStream_t.
-void soft_quantize_forward_cuda(const float* z, const float* c_centred, const float* c_sq,
-                                const float* mu, const float* s, SoftPrecision s_mode,
-                                const float* log_prior, int64_t n, int64_t k, int64_t d, bool exact,
-                                float* z_hat, float* lse, void* stream);
-// workspace: 4 * n floats. grad_s: per-row partial sums (n) for the scalar layout (the caller sums
-// them), else s's layout; grad_s and grad_log_prior may be null.
-void soft_quantize_backward_cuda(const float* grad, const float* z, const float* c_centred,
-                                 const float* c_sq, const float* mu, const float* s,
-                                 SoftPrecision s_mode, const float* log_prior, int64_t n, int64_t k,
-                                 int64_t d, bool exact, float* workspace, float* grad_z,
-                                 float* grad_codebook, float* grad_s, float* grad_log_prior,
-                                 void* stream);
+// z_hat is no operand of the backward: δ_n = g_n·ẑ_n is recomputed as Σ_k p_nk g_n·c_k from the
+// same products that give a_nk, which keeps Σ_k a_nk at rounding level.
+struct SoftQuantizeBackwardParams : SoftQuantizeInputs {
+  const float* grad;       // n x d: dL/dz_hat
+  // n: the forward's lse. The CPU kernels refine it; the CUDA kernels recompute it and ignore this.
+  const float* lse;
+  // Overwritten, not accumulated: grad_z (n x d), grad_codebook (k x d), grad_log_prior (k; may be
+  // null) and grad_s (may be null), which holds s's layout, except on CUDA for kScalar: per-row
+  // partial sums (n values) that the caller sums.
+  float* grad_z;
+  float* grad_codebook;
+  float* grad_s;
+  float* grad_log_prior;
+};
+
+void soft_quantize_forward_cpu(const SoftQuantizeForwardParams& p);
+void soft_quantize_backward_cpu(const SoftQuantizeBackwardParams& p);
+
+// `stream`: a cudaStream_t; `workspace`: device memory for 4 * n floats.
+void soft_quantize_forward_cuda(const SoftQuantizeForwardParams& p, void* stream);
+void soft_quantize_backward_cuda(const SoftQuantizeBackwardParams& p, float* workspace, void* stream);
 
 }  // namespace latentops
