@@ -96,14 +96,14 @@ def _dist_dots(z_rows, g_rows, cd_rows, cv_rows, mu_ptr, row_mask, col_mask, D,
 
 @triton.jit
 def _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
-            S_MODE: tl.constexpr, HAS_PRIOR: tl.constexpr):
+            S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr):
     """(squared distance, s, logit) tiles; masked columns get logit −inf."""
     dist = tl.maximum(z_sq[:, None] + c_sq[None, :] - 2.0 * zc, 0.0)
-    if S_MODE == _SCALAR:
+    if S_LAYOUT == _SCALAR:
         s = tl.load(s_ptr + offs_n * 0, mask=n_mask, other=1.0)[:, None] + tl.zeros_like(dist)
-    elif S_MODE == _PER_ROW:
+    elif S_LAYOUT == _PER_ROW:
         s = tl.load(s_ptr + offs_n, mask=n_mask, other=1.0)[:, None] + tl.zeros_like(dist)
-    elif S_MODE == _PER_CENTROID:
+    elif S_LAYOUT == _PER_CENTROID:
         s = tl.load(s_ptr + offs_k, mask=k_mask, other=1.0)[None, :] + tl.zeros_like(dist)
     else:
         s_idx = offs_n.to(tl.int64)[:, None] * K + offs_k[None, :]
@@ -124,7 +124,7 @@ def _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
 def _soft_quantize_forward_kernel(
     z_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr, z_hat_ptr, lse_ptr,
     N, K, D,
-    S_MODE: tl.constexpr, HAS_PRIOR: tl.constexpr, SINGLE_D: tl.constexpr, SAME_C: tl.constexpr,
+    S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr, SINGLE_D: tl.constexpr, SAME_C: tl.constexpr,
     DIST_PRECISION: tl.constexpr, VALUE_PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
@@ -173,7 +173,7 @@ def _soft_quantize_forward_kernel(
                           mask=k_mask[:, None] & v_mask[None, :], other=0.0)
         c_sq = tl.load(c_sq_ptr + offs_k, mask=k_mask, other=0.0)
         _dist, _s, logit = _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
-                                   S_MODE, HAS_PRIOR)
+                                   S_LAYOUT, HAS_PRIOR)
         m_new = tl.maximum(m_i, tl.max(logit, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp(m_i - m_safe)
@@ -218,7 +218,7 @@ def _soft_quantize_backward_delta_kernel(grad_ptr, z_hat_ptr, mu_ptr, delta_ptr,
 def _rows_tile(z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr,
                rows, offs_n, n_mask, offs_k, k_mask, offs_v, v_mask, zd, gt, z_sq_single,
                K, D,
-               S_MODE: tl.constexpr, HAS_PRIOR: tl.constexpr,
+               S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr,
                SINGLE_D: tl.constexpr, SAME_C: tl.constexpr,
                DIST_PRECISION: tl.constexpr, VALUE_PRECISION: tl.constexpr,
                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -243,7 +243,7 @@ def _rows_tile(z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr,
                       mask=k_mask[:, None] & v_mask[None, :], other=0.0)
     c_sq = tl.load(c_sq_ptr + offs_k, mask=k_mask, other=0.0)
     dist, s, logit = _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
-                             S_MODE, HAS_PRIOR)
+                             S_LAYOUT, HAS_PRIOR)
     return dist, s, logit, gc, cvt
 
 
@@ -252,7 +252,7 @@ def _soft_quantize_backward_rows_kernel(
     z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr, delta_ptr, m_ptr, inv_l_ptr,
     grad_z_ptr, grad_s_ptr,
     N, K, D,
-    S_MODE: tl.constexpr, HAS_PRIOR: tl.constexpr, NEED_GRAD_S: tl.constexpr,
+    S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr, NEED_GRAD_S: tl.constexpr,
     SINGLE_D: tl.constexpr, SAME_C: tl.constexpr, DELTA_PASS: tl.constexpr,
     DIST_PRECISION: tl.constexpr, VALUE_PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
@@ -299,7 +299,7 @@ def _soft_quantize_backward_rows_kernel(
             _dist, _s, logit, gc, _cvt = _rows_tile(
                 z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr,
                 rows, offs_n, n_mask, offs_k, k_mask, offs_v, v_mask, zd, gt, z_sq_single,
-                K, D, S_MODE, HAS_PRIOR, SINGLE_D, SAME_C, DIST_PRECISION, VALUE_PRECISION,
+                K, D, S_LAYOUT, HAS_PRIOR, SINGLE_D, SAME_C, DIST_PRECISION, VALUE_PRECISION,
                 BLOCK_N, BLOCK_K, BLOCK_D)
             m_new = tl.maximum(m_i, tl.max(logit, axis=1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -328,7 +328,7 @@ def _soft_quantize_backward_rows_kernel(
         dist, s, logit, gc, cvt = _rows_tile(
             z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr,
             rows, offs_n, n_mask, offs_k, k_mask, offs_v, v_mask, zd, gt, z_sq_single,
-            K, D, S_MODE, HAS_PRIOR, SINGLE_D, SAME_C, DIST_PRECISION, VALUE_PRECISION,
+            K, D, S_LAYOUT, HAS_PRIOR, SINGLE_D, SAME_C, DIST_PRECISION, VALUE_PRECISION,
             BLOCK_N, BLOCK_K, BLOCK_D)
         p = tl.exp(logit - m_i[:, None]) * inv_l[:, None]
         a = p * (gc - delta[:, None])
@@ -337,16 +337,16 @@ def _soft_quantize_backward_rows_kernel(
         acc = tl.dot(a_s, cvt, acc, input_precision=VALUE_PRECISION)
         if NEED_GRAD_S:
             gs_tile = -0.5 * a * dist
-            if S_MODE == _FULL:
+            if S_LAYOUT == _FULL:
                 if pid_v == 0:
                     s_idx = offs_n.to(tl.int64)[:, None] * K + offs_k[None, :]
                     tl.store(grad_s_ptr + s_idx, gs_tile, mask=n_mask[:, None] & k_mask[None, :])
-            elif S_MODE != _PER_CENTROID:
+            elif S_LAYOUT != _PER_CENTROID:
                 gs += tl.sum(gs_tile, axis=1)
 
     grad_z = acc - acc_w[:, None] * zt
     tl.store(grad_z_ptr + rows + offs_v[None, :], grad_z, mask=nv_mask)
-    if NEED_GRAD_S and (S_MODE == _SCALAR or S_MODE == _PER_ROW):
+    if NEED_GRAD_S and (S_LAYOUT == _SCALAR or S_LAYOUT == _PER_ROW):
         if pid_v == 0:
             tl.store(grad_s_ptr + offs_n, gs, mask=n_mask)
 
@@ -356,7 +356,7 @@ def _soft_quantize_backward_centroids_kernel(
     z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr, delta_ptr, m_ptr, inv_l_ptr,
     grad_c_ptr, grad_s_ptr, grad_b_ptr,
     N, K, D,
-    S_MODE: tl.constexpr, HAS_PRIOR: tl.constexpr, NEED_GRAD_S: tl.constexpr,
+    S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr, NEED_GRAD_S: tl.constexpr,
     NEED_GRAD_B: tl.constexpr, SINGLE_D: tl.constexpr, SAME_C: tl.constexpr,
     DIST_PRECISION: tl.constexpr, VALUE_PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
@@ -410,7 +410,7 @@ def _soft_quantize_backward_centroids_kernel(
         m_i = tl.load(m_ptr + offs_n, mask=n_mask, other=0.0)
         inv_l = tl.load(inv_l_ptr + offs_n, mask=n_mask, other=0.0)
         dist, s, logit = _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
-                                 S_MODE, HAS_PRIOR)
+                                 S_LAYOUT, HAS_PRIOR)
         # Padding rows must contribute nothing, whatever exp(logit − 0) would be there.
         p = tl.where(n_mask[:, None], tl.exp(logit - m_i[:, None]) * inv_l[:, None], 0.0)
         a = p * (gc - delta[:, None])
@@ -420,7 +420,7 @@ def _soft_quantize_backward_centroids_kernel(
         acc_w += tl.sum(a_s, axis=0)
         if NEED_GRAD_B:
             gb += tl.sum(a, axis=0)
-        if NEED_GRAD_S and S_MODE == _PER_CENTROID:
+        if NEED_GRAD_S and S_LAYOUT == _PER_CENTROID:
             gs += tl.sum(-0.5 * a * dist, axis=0)
 
     grad_c = acc - acc_w[:, None] * cvt
@@ -428,7 +428,7 @@ def _soft_quantize_backward_centroids_kernel(
     if pid_v == 0:
         if NEED_GRAD_B:
             tl.store(grad_b_ptr + offs_k, gb, mask=k_mask)
-        if NEED_GRAD_S and S_MODE == _PER_CENTROID:
+        if NEED_GRAD_S and S_LAYOUT == _PER_CENTROID:
             tl.store(grad_s_ptr + offs_k, gs, mask=k_mask)
 
 
@@ -486,11 +486,11 @@ def _device_guard(t: torch.Tensor):
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
-def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor, s_mode: int,
+def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor, s_layout: int,
                           log_prior: torch.Tensor | None,
                           accuracy: str = "exact") -> tuple[torch.Tensor, torch.Tensor]:
     """z (N, D), codebook (K, D): contiguous, same device and dtype in {float32, float16,
-    bfloat16}, K ≥ 1, D ≥ 1. s: float32 contiguous, (1,) for s_mode 0 (scalar), (N,) for 1 (per
+    bfloat16}, K ≥ 1, D ≥ 1. s: float32 contiguous, (1,) for s_layout 0 (scalar), (N,) for 1 (per
     row), (K,) for 2 (per centroid), (N, K) for 3 (full). log_prior: float32 (K,) or None (zeros).
     accuracy (float32 inputs only): "exact" (3xTF32, fp32-accurate) or "fast" (one tf32 product).
     Returns z_hat float32 (N, D) and lse float32 (N,)."""
@@ -510,7 +510,7 @@ def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tens
         _soft_quantize_forward_kernel[(triton.cdiv(n, block_n), triton.cdiv(d, block_dv))](
             z, c_dist, c_val, c_sq, mu, s, b, z_hat, lse,
             n, k, d,
-            S_MODE=s_mode, HAS_PRIOR=has_prior, SINGLE_D=single_d,
+            S_LAYOUT=s_layout, HAS_PRIOR=has_prior, SINGLE_D=single_d,
             SAME_C=z.dtype == torch.float32,
             DIST_PRECISION=dist_prec, VALUE_PRECISION=value_prec,
             BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, BLOCK_DV=block_dv,
@@ -520,7 +520,7 @@ def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tens
 
 
 def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.Tensor,
-                           s: torch.Tensor, s_mode: int, log_prior: torch.Tensor | None,
+                           s: torch.Tensor, s_layout: int, log_prior: torch.Tensor | None,
                            z_hat: torch.Tensor, lse: torch.Tensor, accuracy: str, need_grad_s: bool,
                            need_grad_log_prior: bool, *, delta_pass: bool = True):
     """grad float32 (N, D) = dL/dz_hat; the other arguments as for soft_quantize_forward, plus
@@ -546,7 +546,7 @@ def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.
     grad_b = torch.empty(k, dtype=torch.float32, device=dev) if need_grad_log_prior else None
     if not need_grad_s:
         grad_s = None
-    elif s_mode in (PrecisionLayout.SCALAR, PrecisionLayout.PER_ROW):
+    elif s_layout in (PrecisionLayout.SCALAR, PrecisionLayout.PER_ROW):
         grad_s = torch.empty(n, dtype=torch.float32, device=dev)  # per-row sums
     else:
         grad_s = torch.empty(s.shape, dtype=torch.float32, device=dev)
@@ -563,7 +563,7 @@ def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.
         inv_l = torch.empty(n, dtype=torch.float32, device=dev)
     else:
         row_max, inv_l = lse, torch.ones(n, dtype=torch.float32, device=dev)
-    common = dict(S_MODE=s_mode, HAS_PRIOR=has_prior, NEED_GRAD_S=need_grad_s,
+    common = dict(S_LAYOUT=s_layout, HAS_PRIOR=has_prior, NEED_GRAD_S=need_grad_s,
                   SINGLE_D=single_d, SAME_C=z.dtype == torch.float32,
                   DIST_PRECISION=dist_prec, VALUE_PRECISION=value_prec,
                   BLOCK_D=block_d, BLOCK_DV=block_dv)
@@ -590,6 +590,6 @@ def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.
             NEED_GRAD_B=need_grad_log_prior,
             BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages, **common)
 
-    if need_grad_s and s_mode == PrecisionLayout.SCALAR:
+    if need_grad_s and s_layout == PrecisionLayout.SCALAR:
         grad_s = grad_s.sum(dtype=torch.float64).to(torch.float32).reshape(s.shape)
     return grad_z, grad_c, grad_s, grad_b

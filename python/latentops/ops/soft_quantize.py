@@ -117,22 +117,22 @@ def _acc(z: torch.Tensor) -> torch.dtype:
 # -- forward stage ------------------------------------------------------------------------------
 
 
-def _forward_impl(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor, s_mode: int,
+def _forward_impl(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor, s_layout: int,
                   log_prior: torch.Tensor | None, accuracy: str,
                   backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     if z.shape[0] == 0:
-        return _forward_fake(z, codebook, s, s_mode, log_prior, accuracy, backend)
-    return KERNELS.run("forward", backend, z.contiguous(), codebook.contiguous(), s.contiguous(), s_mode,
+        return _forward_fake(z, codebook, s, s_layout, log_prior, accuracy, backend)
+    return KERNELS.run("forward", backend, z.contiguous(), codebook.contiguous(), s.contiguous(), s_layout,
                        log_prior, accuracy)
 
 
-def _forward_fake(z, codebook, s, s_mode, log_prior, accuracy, backend):
+def _forward_fake(z, codebook, s, s_layout, log_prior, accuracy, backend):
     return z.new_empty(z.shape, dtype=_acc(z)), z.new_empty(z.shape[0], dtype=_acc(z))
 
 
 def _setup_context(ctx, inputs, output):
-    z, codebook, s, s_mode, log_prior, accuracy, backend = inputs
-    ctx.args = (s_mode, accuracy, backend)
+    z, codebook, s, s_layout, log_prior, accuracy, backend = inputs
+    ctx.args = (s_layout, accuracy, backend)
     ctx.has_prior = log_prior is not None
     ctx.save_for_backward(z, codebook, s, log_prior, *output)
     ctx.mark_non_differentiable(output[1])
@@ -141,9 +141,9 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_z_hat, grad_lse):
     # lse is an internal output (the wrapper drops it), so grad_lse is never used.
     z, codebook, s, log_prior, z_hat, lse = ctx.saved_tensors
-    s_mode, accuracy, backend = ctx.args
+    s_layout, accuracy, backend = ctx.args
     need_s, need_b = ctx.needs_input_grad[2], ctx.has_prior and ctx.needs_input_grad[4]
-    grad_z, grad_c, grad_s, grad_b = _backward_stage(grad_z_hat, z, codebook, s, s_mode, log_prior, z_hat,
+    grad_z, grad_c, grad_s, grad_b = _backward_stage(grad_z_hat, z, codebook, s, s_layout, log_prior, z_hat,
                                                      lse, accuracy, backend, need_s, need_b)
     return (grad_z.to(z.dtype), grad_c.to(codebook.dtype), grad_s.to(s.dtype) if need_s else None,
             None, grad_b.to(log_prior.dtype) if need_b else None, None, None)
@@ -157,22 +157,22 @@ _forward = Stage("soft_quantize_forward", _forward_impl, _forward_fake,
 
 
 def _backward_impl(grad: torch.Tensor, z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor,
-                   s_mode: int, log_prior: torch.Tensor | None, z_hat: torch.Tensor, lse: torch.Tensor,
+                   s_layout: int, log_prior: torch.Tensor | None, z_hat: torch.Tensor, lse: torch.Tensor,
                    accuracy: str, backend: str, need_grad_s: bool,
                    need_grad_log_prior: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if z.shape[0] == 0:
-        grad_z, grad_c, grad_s, grad_b = _backward_fake(grad, z, codebook, s, s_mode, log_prior, z_hat, lse,
+        grad_z, grad_c, grad_s, grad_b = _backward_fake(grad, z, codebook, s, s_layout, log_prior, z_hat, lse,
                                                         accuracy, backend, need_grad_s, need_grad_log_prior)
         return grad_z, grad_c.zero_(), grad_s.zero_(), grad_b.zero_()
     grad_z, grad_c, grad_s, grad_b = KERNELS.run(
-        "backward", backend, grad.contiguous(), z.contiguous(), codebook.contiguous(), s.contiguous(), s_mode,
+        "backward", backend, grad.contiguous(), z.contiguous(), codebook.contiguous(), s.contiguous(), s_layout,
         log_prior, z_hat.contiguous(), lse.contiguous(), accuracy, need_grad_s, need_grad_log_prior)
     # A custom op returns tensors only: an empty tensor stands for "not requested".
     return (grad_z, grad_c, grad_z.new_empty(0) if grad_s is None else grad_s,
             grad_z.new_empty(0) if grad_b is None else grad_b)
 
 
-def _backward_fake(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, accuracy, backend, need_grad_s,
+def _backward_fake(grad, z, codebook, s, s_layout, log_prior, z_hat, lse, accuracy, backend, need_grad_s,
                    need_grad_log_prior):
     acc = _acc(z)
     return (z.new_empty(z.shape, dtype=acc), codebook.new_empty(codebook.shape, dtype=acc),

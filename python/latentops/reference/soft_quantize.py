@@ -27,21 +27,21 @@ def _chunks(n: int, k: int):
     return [(start, min(n, start + rows)) for start in range(0, n, rows)]
 
 
-def _s_rows(s: torch.Tensor, s_mode: int, start: int, stop: int) -> torch.Tensor:
+def _s_rows(s: torch.Tensor, s_layout: int, start: int, stop: int) -> torch.Tensor:
     """s for rows start:stop, broadcastable to (rows, K)."""
-    if s_mode == SCALAR:
+    if s_layout == SCALAR:
         return s.reshape(1, 1)
-    if s_mode == PER_ROW:
+    if s_layout == PER_ROW:
         return s[start:stop].unsqueeze(1)
-    if s_mode == PER_CENTROID:
+    if s_layout == PER_CENTROID:
         return s.unsqueeze(0)
     return s[start:stop]
 
 
-def _logits(z, c, c_sq, s, s_mode, log_prior, start, stop):
+def _logits(z, c, c_sq, s, s_layout, log_prior, start, stop):
     zc = z[start:stop]
     dist = (zc.square().sum(1, keepdim=True) + c_sq - 2.0 * zc @ c.T).clamp_min_(0.0)
-    logits = -0.5 * _s_rows(s, s_mode, start, stop) * dist
+    logits = -0.5 * _s_rows(s, s_layout, start, stop) * dist
     if log_prior is not None:
         logits = logits + log_prior
     return logits, dist
@@ -55,7 +55,7 @@ def _centred(z, codebook):
     return z.to(acc) - mean, c, c.square().sum(1)
 
 
-def soft_quantize_forward(z, codebook, s, s_mode, log_prior, accuracy="exact"):
+def soft_quantize_forward(z, codebook, s, s_layout, log_prior, accuracy="exact"):
     """z (N, D), codebook (K, D) -> (ẑ (N, D), lse (N,)) in float32 (float64 for float64 z).
     Always exact: `accuracy` has nothing to trade here."""
     acc = _acc(z)
@@ -65,13 +65,13 @@ def soft_quantize_forward(z, codebook, s, s_mode, log_prior, accuracy="exact"):
     z_hat = torch.empty(n, z.shape[1], dtype=acc, device=z.device)
     lse = torch.empty(n, dtype=acc, device=z.device)
     for start, stop in _chunks(n, c.shape[0]):
-        logits, _ = _logits(zc, c, c_sq, s, s_mode, log_prior, start, stop)
+        logits, _ = _logits(zc, c, c_sq, s, s_layout, log_prior, start, stop)
         lse[start:stop] = torch.logsumexp(logits, 1)
         z_hat[start:stop] = torch.softmax(logits, 1) @ codebook.to(acc)
     return z_hat, lse
 
 
-def soft_quantize_backward(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, accuracy,
+def soft_quantize_backward(grad, z, codebook, s, s_layout, log_prior, z_hat, lse, accuracy,
                            need_grad_s, need_grad_log_prior):
     """Gradients of L with dL/dẑ = grad: (grad_z, grad_codebook, grad_s in s's layout or None,
     grad_log_prior or None), recomputing p = exp(l − lse) chunk by chunk."""
@@ -86,36 +86,36 @@ def soft_quantize_backward(grad, z, codebook, s, s_mode, log_prior, z_hat, lse, 
     grad_b = torch.zeros(c.shape[0], dtype=acc, device=z.device) if need_grad_log_prior else None
     delta = (grad * z_hat).sum(1, keepdim=True)
     for start, stop in _chunks(z.shape[0], c.shape[0]):
-        logits, dist = _logits(zc, c, c_sq, s, s_mode, log_prior, start, stop)
+        logits, dist = _logits(zc, c, c_sq, s, s_layout, log_prior, start, stop)
         p = torch.exp(logits - lse[start:stop].to(acc).unsqueeze(1))
         g = grad[start:stop]
         a = p * (g @ c_raw.T - delta[start:stop])  # dL/dl
-        a_s = a * _s_rows(s, s_mode, start, stop)
+        a_s = a * _s_rows(s, s_layout, start, stop)
         # −Σ_k a s (z − c) for z and +Σ_n a s (z − c) for c: shift-invariant, so centred z, c do.
         grad_z[start:stop] = -(a_s.sum(1, keepdim=True) * zc[start:stop] - a_s @ c)
         grad_c += p.T @ g + a_s.T @ zc[start:stop] - a_s.sum(0).unsqueeze(1) * c
         if grad_b is not None:
             grad_b += a.sum(0)
         if grad_s is not None:
-            if s_mode in (SCALAR, PER_ROW):  # Σ_k a = 0: the same sums with far less cancellation
+            if s_layout in (SCALAR, PER_ROW):  # Σ_k a = 0: the same sums with far less cancellation
                 dist = dist - (p * dist).sum(1, keepdim=True)
             ds = -0.5 * a * dist
-            if s_mode == SCALAR:
+            if s_layout == SCALAR:
                 grad_s += ds.sum()
-            elif s_mode == PER_ROW:
+            elif s_layout == PER_ROW:
                 grad_s[start:stop] = ds.sum(1)
-            elif s_mode == PER_CENTROID:
+            elif s_layout == PER_CENTROID:
                 grad_s += ds.sum(0)
             else:
                 grad_s[start:stop] = ds
     return grad_z, grad_c, grad_s, grad_b
 
 
-def soft_assignments(z, codebook, s, s_mode, log_prior):
+def soft_assignments(z, codebook, s, s_layout, log_prior):
     """The (N, K) posterior p itself, for analysis and small problems (differentiable)."""
     zc, c, c_sq = _centred(z, codebook)
     acc = _acc(z)
-    logits, _ = _logits(zc, c, c_sq, s.to(acc), s_mode,
+    logits, _ = _logits(zc, c, c_sq, s.to(acc), s_layout,
                         None if log_prior is None else log_prior.to(acc), 0, z.shape[0])
     return torch.softmax(logits, 1)
 
