@@ -3,6 +3,7 @@
 # make bench the op benchmark table on this machine (benches/run.py)
 # make test  set up .venv, build and install latentops with its test extras, run the tests
 # make wheel build a wheel with CUDA kernels for every supported arch (see README)
+# make lint  ruff format --check and ruff check (part of make test); make format applies them
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -20,14 +21,14 @@ RUN_BATCH ?= 16
 RUN_ARGS ?= --depth 8 --lr 3e-3 --threads 1
 RUN_DIR ?= runs/lines-$(shell hostname)
 
-.PHONY: run bench test install wheel bench-gpu clean
+.PHONY: run bench test lint format install wheel bench-gpu clean
 
 # Rebuilt when the Makefile changes, so a new dependency reaches existing environments.
 $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)" scikit-build-core pybind11 numpy tqdm matplotlib safetensors scipy
-	$(PY) -m pip install -q pytest pytest-benchmark scipy scikit-learn faiss-cpu triton
+	$(PY) -m pip install -q pytest pytest-benchmark scipy scikit-learn faiss-cpu triton ruff==0.17.6
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
@@ -49,8 +50,16 @@ run: install
 bench: install
 	$(PY) benches/run.py --out runs/bench-$$(hostname).md
 
-test: install
+test: install lint
 	$(PY) -m pytest -q
+
+lint: $(VENV)/.deps
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+format: $(VENV)/.deps
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 wheel: $(VENV)/.deps
 	LATENTOPS_CUDA=ON LATENTOPS_CUDA_ARCHS="$(WHEEL_ARCHS)" $(PY) -m pip wheel --no-build-isolation --no-deps -w dist .

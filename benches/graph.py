@@ -5,9 +5,9 @@ graph (no ReLU, mean symmetrization, L = D − W), every row checked against the
 from __future__ import annotations
 
 import torch
-from harness import Case, check_close, measure, tf32, timed_backends
 
 import latentops
+from harness import Case, check_close, measure, tf32, timed_backends
 from latentops import testing
 from latentops.reference import graph as reference
 
@@ -28,8 +28,11 @@ def lgg_dense_smoothness(x, y1h, k):
 
 
 def graph_smoothness_case(layers: int, n: int, d: int, k: int, device: str, quick: bool) -> Case:
-    case = Case(f"graph smoothness {layers} layers n={n} d={d} k={k} fp32, forward+backward",
-                2.0 * layers * n * n * d * 2, ["torch dense"])
+    case = Case(
+        f"graph smoothness {layers} layers n={n} d={d} k={k} fp32, forward+backward",
+        2.0 * layers * n * n * d * 2,
+        ["torch dense"],
+    )
     print(case.title, flush=True)
     gen = torch.Generator().manual_seed(0)
     xs, labels = testing.graph_sample(n, (d,) * layers, 10, generator=gen, device=device)
@@ -47,13 +50,25 @@ def graph_smoothness_case(layers: int, n: int, d: int, k: int, device: str, quic
             x.grad = None
             forward().backward()
             return x.grad
+
         return run
 
     for backend in timed_backends(device):
-        measure(case, f"latentops {backend}",
-                step(lambda b=backend: latentops.graph_smoothness(x, y, k=k, backend=b, **GRAPH).sum()),
-                device, check=check, budget_s=budget)
+        measure(
+            case,
+            f"latentops {backend}",
+            step(lambda b=backend: latentops.graph_smoothness(x, y, k=k, backend=b, **GRAPH).sum()),
+            device,
+            check=check,
+            budget_s=budget,
+        )
     with tf32(False):
-        measure(case, "torch dense", step(lambda: sum(lgg_dense_smoothness(x[b], y, k) for b in range(layers))),
-                device, check=check, budget_s=budget)
+        measure(
+            case,
+            "torch dense",
+            step(lambda: sum(lgg_dense_smoothness(x[b], y, k) for b in range(layers))),
+            device,
+            check=check,
+            budget_s=budget,
+        )
     return case

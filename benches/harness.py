@@ -52,8 +52,16 @@ def _tensors(out) -> list[torch.Tensor]:
     return [v for v in getattr(out, "__dict__", {}).values() if isinstance(v, torch.Tensor)]
 
 
-def measure(case: Case, name: str, fn: Callable, device: str, *, check: Callable | None = None,
-            budget_s: float = 1.0, note: str = "") -> None:
+def measure(
+    case: Case,
+    name: str,
+    fn: Callable,
+    device: str,
+    *,
+    check: Callable | None = None,
+    budget_s: float = 1.0,
+    note: str = "",
+) -> None:
     """Runs fn once and checks its output (check(out) raises AssertionError if it is wrong), then
     times it; records (name, ms, extra MiB on a GPU, note). A failure is a row saying so."""
     try:
@@ -109,19 +117,31 @@ class tf32:
 
 
 def render(cases: list[Case], device_name: str) -> str:
-    lines = [f"# latentops benchmarks on {device_name}",
-             "",
-             f"{datetime.date.today()}, torch {torch.__version__}, latentops {latentops.__version__}, "
-             f"backends {latentops.backends()}, Python {platform.python_version()}. "
-             "Times are medians; 'vs X' is X's time over the row's time (higher is faster). Every row's "
-             "output was checked against the float64 reference before it was timed.",
-             ""]
+    lines = [
+        f"# latentops benchmarks on {device_name}",
+        "",
+        f"{datetime.date.today()}, torch {torch.__version__}, latentops {latentops.__version__}, "
+        f"backends {latentops.backends()}, Python {platform.python_version()}. "
+        "Times are medians; 'vs X' is X's time over the row's time (higher is faster). Every row's "
+        "output was checked against the float64 reference before it was timed.",
+        "",
+    ]
     for case in cases:
         anchors = {name: ms for name, ms, _, _ in case.rows if name in case.anchors}
-        header = ["implementation", "time (ms)", *(["GFLOP/s"] if case.flops else []),
-                  *(f"vs {a}" for a in case.anchors), "extra memory (MiB)", "note"]
-        lines += [f"## {case.title}", "", "| " + " | ".join(header) + " |",
-                  "|---|" + "---:|" * (len(header) - 2) + "---|"]
+        header = [
+            "implementation",
+            "time (ms)",
+            *(["GFLOP/s"] if case.flops else []),
+            *(f"vs {a}" for a in case.anchors),
+            "extra memory (MiB)",
+            "note",
+        ]
+        lines += [
+            f"## {case.title}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|---|" + "---:|" * (len(header) - 2) + "---|",
+        ]
         for name, ms, extra, note in case.rows:
             measured = ms == ms
             cells = [name, f"{ms:.3f}" if measured else "–"]

@@ -7,14 +7,14 @@ from __future__ import annotations
 import math
 
 import torch
-from harness import Case, measure
 
 import latentops
+from harness import Case, measure
 from latentops.reference import nearest_centroid as reference
 
 
 def _check_assignment(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor | None, inertia: float) -> None:
-    expected, sq_dist = reference.nearest_centroid(x, centroids.to(x.dtype))
+    _, sq_dist = reference.nearest_centroid(x, centroids.to(x.dtype))
     total = float(sq_dist.double().sum())
     if labels is not None:
         chosen = reference.squared_distance(x.double(), centroids.double()[labels])
@@ -23,8 +23,11 @@ def _check_assignment(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Te
 
 
 def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
-    case = Case(f"k-means N={n} K={k} D={d}, {iters} iterations (inertia over all points)",
-                2.0 * n * k * d * iters, ["faiss.Kmeans"])
+    case = Case(
+        f"k-means N={n} K={k} D={d}, {iters} iterations (inertia over all points)",
+        2.0 * n * k * d * iters,
+        ["faiss.Kmeans"],
+    )
     print(case.title, flush=True)
     gen = torch.Generator().manual_seed(0)
     centers = torch.randn(k, d, generator=gen) * 3
@@ -36,8 +39,15 @@ def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
         def run(sample=sample, result=result):
             result["out"] = latentops.kmeans(x, k, iters=iters, tol=0.0, seed=0, max_points_per_centroid=sample)
             return result["out"]
-        measure(case, f"latentops.kmeans, {label}", run, device, budget_s=0.0,
-                check=lambda out: _check_assignment(x, out.centroids, out.labels, out.inertia))
+
+        measure(
+            case,
+            f"latentops.kmeans, {label}",
+            run,
+            device,
+            budget_s=0.0,
+            check=lambda out: _check_assignment(x, out.centroids, out.labels, out.inertia),
+        )
         if "out" in result:
             case.rows[-1] = (*case.rows[-1][:3], f"inertia {result['out'].inertia:.4g}")
     if device != "cpu":
@@ -56,8 +66,15 @@ def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
         found["inertia"] = float(km.index.search(xn, 1)[0].sum())  # over all points, like latentops'
         found["centroids"] = torch.from_numpy(km.centroids)
         return km
-    measure(case, "faiss.Kmeans", run_faiss, "cpu", budget_s=0.0,
-            check=lambda _: _check_assignment(x, found["centroids"], None, found["inertia"]))
+
+    measure(
+        case,
+        "faiss.Kmeans",
+        run_faiss,
+        "cpu",
+        budget_s=0.0,
+        check=lambda _: _check_assignment(x, found["centroids"], None, found["inertia"]),
+    )
     if "inertia" in found:
         case.rows[-1] = (*case.rows[-1][:3], f"inertia {found['inertia']:.4g}")
     return case

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 
 import torch
-from harness import Case, measure, tf32, timed_backends
 
 import latentops
+from harness import Case, measure, tf32, timed_backends
 from latentops import testing
 from latentops.reference import nearest_centroid as reference
 
@@ -34,31 +34,62 @@ def indices_checker(z: torch.Tensor, c: torch.Tensor, accuracy: str, pick=lambda
 
 
 def nearest_centroid_case(n: int, k: int, d: int, device: str, quick: bool) -> Case:
-    case = Case(f"nearest centroid N={n} K={k} D={d}", 2.0 * n * k * d,
-                ["torch ‖c‖²−2zCᵀ+argmin fp32", "torch ‖c‖²−2zCᵀ+argmin bf16"])
+    case = Case(
+        f"nearest centroid N={n} K={k} D={d}",
+        2.0 * n * k * d,
+        ["torch ‖c‖²−2zCᵀ+argmin fp32", "torch ‖c‖²−2zCᵀ+argmin bf16"],
+    )
     print(case.title, flush=True)
     gen = torch.Generator().manual_seed(0)
     z, c = testing.nearest_centroid_sample(n, k, d, generator=gen, device=device)
     zb, cb = z.bfloat16(), c.bfloat16()
     budget = 0.3 if quick else 1.0
-    checks = {"exact": indices_checker(z, c, "exact", pick=lambda out: out[0]),
-              "fast": indices_checker(z, c, "fast", pick=lambda out: out[0])}
+    checks = {
+        "exact": indices_checker(z, c, "exact", pick=lambda out: out[0]),
+        "fast": indices_checker(z, c, "fast", pick=lambda out: out[0]),
+    }
     for backend in timed_backends(device):
-        for label, (zz, cc), accuracy in [("fp32 exact", (z, c), "exact"), ("fp32 fast", (z, c), "fast"),
-                                          ("bf16 fast", (zb, cb), "fast")]:
+        for label, (zz, cc), accuracy in [
+            ("fp32 exact", (z, c), "exact"),
+            ("fp32 fast", (z, c), "fast"),
+            ("bf16 fast", (zb, cb), "fast"),
+        ]:
             if device == "cpu" and label != "fp32 exact":
                 continue  # the CPU kernels compute in fp32 whatever the inputs
-            measure(case, f"latentops {backend} {label}",
-                    lambda zz=zz, cc=cc, a=accuracy, b=backend: latentops.nearest_centroid(zz, cc, accuracy=a, backend=b),
-                    device, check=checks[accuracy], budget_s=budget)
-    measure(case, "torch.cdist+argmin fp32", lambda: torch.cdist(z, c).argmin(1), device,
-            check=indices_checker(z, c, "fast"), budget_s=budget)
+            measure(
+                case,
+                f"latentops {backend} {label}",
+                lambda zz=zz, cc=cc, a=accuracy, b=backend: latentops.nearest_centroid(zz, cc, accuracy=a, backend=b),
+                device,
+                check=checks[accuracy],
+                budget_s=budget,
+            )
+    measure(
+        case,
+        "torch.cdist+argmin fp32",
+        lambda: torch.cdist(z, c).argmin(1),
+        device,
+        check=indices_checker(z, c, "fast"),
+        budget_s=budget,
+    )
     with tf32(False):
-        measure(case, "torch ‖c‖²−2zCᵀ+argmin fp32", lambda: torch_mm_argmin(z, c), device,
-                check=indices_checker(z, c, "fast"), budget_s=budget)
+        measure(
+            case,
+            "torch ‖c‖²−2zCᵀ+argmin fp32",
+            lambda: torch_mm_argmin(z, c),
+            device,
+            check=indices_checker(z, c, "fast"),
+            budget_s=budget,
+        )
     if device == "cuda":
-        measure(case, "torch ‖c‖²−2zCᵀ+argmin bf16", lambda: torch_mm_argmin(zb, cb), device,
-                check=indices_checker(z, c, "fast"), budget_s=budget)
+        measure(
+            case,
+            "torch ‖c‖²−2zCᵀ+argmin bf16",
+            lambda: torch_mm_argmin(zb, cb),
+            device,
+            check=indices_checker(z, c, "fast"),
+            budget_s=budget,
+        )
         _vector_quantize_pytorch(case, z, c, device, budget)
     else:
         case.anchors = ["faiss IndexFlatL2 k=1", "torch ‖c‖²−2zCᵀ+argmin fp32"]
@@ -80,8 +111,15 @@ def _vector_quantize_pytorch(case, z, c, device, budget):
     def forward():
         with torch.no_grad():
             return vq(z[None])
-    measure(case, "vector-quantize-pytorch eval fwd fp32", forward, device,
-            check=indices_checker(z, c, "fast", pick=lambda out: out[1]), budget_s=budget)
+
+    measure(
+        case,
+        "vector-quantize-pytorch eval fwd fp32",
+        forward,
+        device,
+        check=indices_checker(z, c, "fast", pick=lambda out: out[1]),
+        budget_s=budget,
+    )
 
 
 def _faiss_search(case, z, c, budget):
@@ -93,5 +131,11 @@ def _faiss_search(case, z, c, budget):
     index = faiss.IndexFlatL2(c.shape[1])
     index.add(c.numpy())
     zn = z.numpy()
-    measure(case, "faiss IndexFlatL2 k=1", lambda: index.search(zn, 1), "cpu",
-            check=indices_checker(z, c, "fast", pick=lambda out: out[1]), budget_s=budget)
+    measure(
+        case,
+        "faiss IndexFlatL2 k=1",
+        lambda: index.search(zn, 1),
+        "cpu",
+        check=indices_checker(z, c, "fast", pick=lambda out: out[1]),
+        budget_s=budget,
+    )

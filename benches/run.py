@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import torch
+
 from graph import graph_smoothness_case
 from harness import render
 from kmeans import kmeans_case
@@ -27,15 +28,19 @@ from startup import startup_case
 
 def plan(device: str, quick: bool) -> list[tuple]:
     if device == "cuda":
-        cases = [(nearest_centroid_case, (262144, 4096, 64, device, quick)),
-                 (nearest_centroid_case, (65536, 16384, 256, device, quick)),
-                 (soft_quantize_case, (65536, 4096, 64, device, quick)),
-                 (graph_smoothness_case, (8, 1024, 16384, 10, device, quick))]
+        cases = [
+            (nearest_centroid_case, (262144, 4096, 64, device, quick)),
+            (nearest_centroid_case, (65536, 16384, 256, device, quick)),
+            (soft_quantize_case, (65536, 4096, 64, device, quick)),
+            (graph_smoothness_case, (8, 1024, 16384, 10, device, quick)),
+        ]
         return cases if quick else [*cases, (kmeans_case, (1_000_000, 20_000, 256, 25, device))]
-    cases = [(startup_case, (device,)),
-             (nearest_centroid_case, (16384, 1024, 64, device, quick)),
-             (soft_quantize_case, (16384, 1024, 64, device, quick)),
-             (graph_smoothness_case, (4, 256, 4096, 10, device, quick))]
+    cases = [
+        (startup_case, (device,)),
+        (nearest_centroid_case, (16384, 1024, 64, device, quick)),
+        (soft_quantize_case, (16384, 1024, 64, device, quick)),
+        (graph_smoothness_case, (4, 256, 4096, 10, device, quick)),
+    ]
     return cases if quick else [*cases, (kmeans_case, (200_000, 256, 64, 20, device))]
 
 
@@ -50,8 +55,11 @@ def main(argv=None) -> int:
         name = torch.cuda.get_device_name()
     else:
         name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    cases = [fn(*case_args) for fn, case_args in plan(args.device, args.quick)
-             if not args.only or fn.__name__.startswith(args.only)]
+    cases = [
+        fn(*case_args)
+        for fn, case_args in plan(args.device, args.quick)
+        if not args.only or fn.__name__.startswith(args.only)
+    ]
     table = render(cases, name)
     print("\n" + table)
     if args.out:

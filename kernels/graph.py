@@ -31,9 +31,22 @@ _COSINE = tl.constexpr(int(GraphMetric.COSINE))
 
 
 @triton.jit
-def _similarity_kernel(x_ptr, off_ptr, dim_ptr, ti_ptr, tj_ptr, w_ptr, stats_ptr, n, neg_inv,
-                       METRIC: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
-                       BLOCK: tl.constexpr, BLOCK_D: tl.constexpr):
+def _similarity_kernel(
+    x_ptr,
+    off_ptr,
+    dim_ptr,
+    ti_ptr,
+    tj_ptr,
+    w_ptr,
+    stats_ptr,
+    n,
+    neg_inv,
+    METRIC: tl.constexpr,
+    RELU: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     t = tl.program_id(0)
     g = tl.program_id(1)
     bi = tl.load(ti_ptr + t)
@@ -93,8 +106,20 @@ def _row_chunk(off_ptr, dim_ptr, n, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
-def _spmm_kernel(x_ptr, off_ptr, dim_ptr, rowptr_ptr, col_ptr, coef_ptr, acc_ptr, dots_ptr, n,
-                 n_chunks, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+def _spmm_kernel(
+    x_ptr,
+    off_ptr,
+    dim_ptr,
+    rowptr_ptr,
+    col_ptr,
+    coef_ptr,
+    acc_ptr,
+    dots_ptr,
+    n,
+    n_chunks,
+    BLOCK_E: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     r, c, i, d, off, dd, dm = _row_chunk(off_ptr, dim_ptr, n, BLOCK_D)
     start = tl.load(rowptr_ptr + r)
     stop = tl.load(rowptr_ptr + r + 1)
@@ -113,9 +138,21 @@ def _spmm_kernel(x_ptr, off_ptr, dim_ptr, rowptr_ptr, col_ptr, coef_ptr, acc_ptr
 
 
 @triton.jit
-def _row_terms_kernel(x_ptr, off_ptr, dim_ptr, dots_ptr, alpha_ptr, beta_ptr, gamma_ptr, out_ptr, n,
-                      n_chunks, BLOCK_D: tl.constexpr, CHUNKS: tl.constexpr):
-    r, c, i, d, off, dd, dm = _row_chunk(off_ptr, dim_ptr, n, BLOCK_D)
+def _row_terms_kernel(
+    x_ptr,
+    off_ptr,
+    dim_ptr,
+    dots_ptr,
+    alpha_ptr,
+    beta_ptr,
+    gamma_ptr,
+    out_ptr,
+    n,
+    n_chunks,
+    BLOCK_D: tl.constexpr,
+    CHUNKS: tl.constexpr,
+):
+    r, _, i, d, off, dd, dm = _row_chunk(off_ptr, dim_ptr, n, BLOCK_D)
     oc = tl.arange(0, CHUNKS)
     dot = tl.sum(tl.load(dots_ptr + r * n_chunks + oc, mask=oc < n_chunks, other=0.0), axis=0)
     scale = tl.load(beta_ptr + r) + tl.load(gamma_ptr + r) * dot
@@ -144,12 +181,18 @@ def _pack(xs: list[torch.Tensor]):
             offsets.append(start + b * per_graph)
             widths.append(t.shape[-1])
         start += t.numel()
-    return (flat, torch.tensor(offsets, dtype=torch.int64, device=dev),
-            torch.tensor(widths, dtype=torch.int32, device=dev), starts, widths)
+    return (
+        flat,
+        torch.tensor(offsets, dtype=torch.int64, device=dev),
+        torch.tensor(widths, dtype=torch.int32, device=dev),
+        starts,
+        widths,
+    )
 
 
-def similarity_graph_forward(xs: list[torch.Tensor], metric: str, sigma: float, relu: bool, *,
-                             precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def similarity_graph_forward(
+    xs: list[torch.Tensor], metric: str, sigma: float, relu: bool, *, precision: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """xs: contiguous float32 (n, d_g) tensors, or (B, n, d) tensors of B graphs each, on one
     device. Returns W (G, n, n) float32 with diagonal 0 and the row statistic (G, n): 1/‖x_i‖
     (cosine) or ‖x_i‖² (Gaussian).
@@ -171,15 +214,35 @@ def similarity_graph_forward(xs: list[torch.Tensor], metric: str, sigma: float, 
     ti, tj = ti.to(torch.int32).to(dev), tj.to(torch.int32).to(dev)
     with _device_guard(w):
         _similarity_kernel[(ti.numel(), g)](
-            flat, offsets, dims, ti, tj, w, stats, n, -0.5 / (sigma * sigma),
-            METRIC=int(GraphMetric[metric.upper()]), RELU=relu, PRECISION=precision, BLOCK=block, BLOCK_D=block_d,
-            num_warps=4, num_stages=3)
+            flat,
+            offsets,
+            dims,
+            ti,
+            tj,
+            w,
+            stats,
+            n,
+            -0.5 / (sigma * sigma),
+            METRIC=int(GraphMetric[metric.upper()]),
+            RELU=relu,
+            PRECISION=precision,
+            BLOCK=block,
+            BLOCK_D=block_d,
+            num_warps=4,
+            num_stages=3,
+        )
     return w, stats
 
 
-def similarity_graph_sparse_backward(xs: list[torch.Tensor], rowptr: torch.Tensor, col: torch.Tensor,
-                                     coef: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
-                                     gamma: torch.Tensor) -> list[torch.Tensor]:
+def similarity_graph_sparse_backward(
+    xs: list[torch.Tensor],
+    rowptr: torch.Tensor,
+    col: torch.Tensor,
+    coef: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    gamma: torch.Tensor,
+) -> list[torch.Tensor]:
     """grad_x_g[i] = α·acc − x_i·(β + γ·(x_i·acc)), acc = Σ_e coef_e x_g[col_e] over row g·n + i's
     CSR entries (rowptr int64 (G·n + 1), col int64 local row indices). xs: (n, d) tensors or
     (B, n, d) tensors of B graphs each. Returns float32 gradients in the shapes of xs."""
@@ -195,11 +258,36 @@ def similarity_graph_sparse_backward(xs: list[torch.Tensor], rowptr: torch.Tenso
         coef, alpha, beta, gamma = (t.float().contiguous() for t in (coef, alpha, beta, gamma))
         grid = (g * n, n_chunks)
         with _device_guard(flat):
-            _spmm_kernel[grid](flat, offsets, dims, rowptr, col, coef, out, dots, n, n_chunks,
-                               BLOCK_E=8 if _INTERPRET else 16, BLOCK_D=block_d, num_warps=4)
-            _row_terms_kernel[grid](flat, offsets, dims, dots, alpha, beta, gamma, out, n, n_chunks,
-                                    BLOCK_D=block_d, CHUNKS=max(2, triton.next_power_of_2(n_chunks)),
-                                    num_warps=4)
-    grads = [out[s:s + t.numel()].view(t.shape) for s, t in zip(starts, xs)]
+            _spmm_kernel[grid](
+                flat,
+                offsets,
+                dims,
+                rowptr,
+                col,
+                coef,
+                out,
+                dots,
+                n,
+                n_chunks,
+                BLOCK_E=8 if _INTERPRET else 16,
+                BLOCK_D=block_d,
+                num_warps=4,
+            )
+            _row_terms_kernel[grid](
+                flat,
+                offsets,
+                dims,
+                dots,
+                alpha,
+                beta,
+                gamma,
+                out,
+                n,
+                n_chunks,
+                BLOCK_D=block_d,
+                CHUNKS=max(2, triton.next_power_of_2(n_chunks)),
+                num_warps=4,
+            )
+    grads = [out[s : s + t.numel()].view(t.shape) for s, t in zip(starts, xs)]
     # Separate storage per graph: a custom op's outputs may not alias one another.
     return grads if len(grads) == 1 else [t.clone() for t in grads]

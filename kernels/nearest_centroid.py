@@ -105,17 +105,35 @@ def _chosen_sq_dist(z_rows, c_ptr, idx, row_mask, D, BLOCK: tl.constexpr, BLOCK_
     return dist
 
 
-@triton.autotune(configs=_main_configs(), key=["K", "D", "EXACT", "CENTER", "PRECISION"],
-                 reset_to_zero=["flag_count_ptr"])
+@triton.autotune(
+    configs=_main_configs(), key=["K", "D", "EXACT", "CENTER", "PRECISION"], reset_to_zero=["flag_count_ptr"]
+)
 @triton.jit
 def _nearest_centroid_kernel(
-    z_ptr, c_ptr, c_score_ptr, c_sq_ptr, mu_ptr, c_norm_max_ptr,
-    idx_ptr, dist_ptr, flag_rows_ptr, flag_count_ptr,
-    N, K, D,
-    coef_ab, coef_bb, coef_center, rel_zsq,
-    EXACT: tl.constexpr, CENTER: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_D: tl.constexpr, SINGLE_D: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    z_ptr,
+    c_ptr,
+    c_score_ptr,
+    c_sq_ptr,
+    mu_ptr,
+    c_norm_max_ptr,
+    idx_ptr,
+    dist_ptr,
+    flag_rows_ptr,
+    flag_count_ptr,
+    N,
+    K,
+    D,
+    coef_ab,
+    coef_bb,
+    coef_center,
+    rel_zsq,
+    EXACT: tl.constexpr,
+    CENTER: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    SINGLE_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     """z (N, D); c (K, D) the codebook; c_score (K, D) what the dot sees (c − μ for CENTER, else c);
     c_sq (K,) fp32 ‖c_score‖²; mu (D,) fp32; c_norm_max (1,) fp32 max finite ‖c_score‖."""
@@ -199,9 +217,17 @@ def _nearest_centroid_kernel(
 
 @triton.jit
 def _nearest_centroid_rescore_kernel(
-    z_ptr, c_t_ptr, keys_ptr, flag_rows_ptr, flag_count_ptr,
-    K, D, K_PER_SPLIT,
-    BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, D_GROUP: tl.constexpr,
+    z_ptr,
+    c_t_ptr,
+    keys_ptr,
+    flag_rows_ptr,
+    flag_count_ptr,
+    K,
+    D,
+    K_PER_SPLIT,
+    BLOCK_R: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    D_GROUP: tl.constexpr,
 ):
     """Direct-form argmin over centroids [k_begin, k_begin + K_PER_SPLIT) for the flagged rows in
     slots [pid0 · BLOCK_R, ...) of flag_rows[:flag_count]; c_t is the codebook transposed (D, K)."""
@@ -228,8 +254,7 @@ def _nearest_centroid_rescore_kernel(
                 for j in tl.static_range(D_GROUP):
                     d = d0 + j
                     zc = tl.load(z_rows + d, mask=r_mask & (slots * 0 + d < D), other=0.0).to(tl.float32)
-                    cc = tl.load(c_t_ptr + d * K + offs_k, mask=k_mask & (offs_k * 0 + d < D),
-                                 other=0.0).to(tl.float32)
+                    cc = tl.load(c_t_ptr + d * K + offs_k, mask=k_mask & (offs_k * 0 + d < D), other=0.0).to(tl.float32)
                     diff = zc[:, None] - cc[None, :]
                     part += diff * diff
                 acc += part
@@ -241,9 +266,16 @@ def _nearest_centroid_rescore_kernel(
 
 @triton.jit
 def _nearest_centroid_finalize_kernel(
-    z_ptr, c_ptr, keys_ptr, flag_rows_ptr, flag_count_ptr, idx_ptr, dist_ptr,
+    z_ptr,
+    c_ptr,
+    keys_ptr,
+    flag_rows_ptr,
+    flag_count_ptr,
+    idx_ptr,
+    dist_ptr,
     D,
-    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     """Write the rescored index of each flagged row (0 where no distance was a number) and its
     direct fp32 distance."""
@@ -273,8 +305,9 @@ def _dot_error_units(dtype: torch.dtype, d: int) -> float:
     return 2.0 * d + 4.0
 
 
-def nearest_centroid_forward(z: torch.Tensor, codebook: torch.Tensor,
-                             accuracy: str) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_centroid_forward(
+    z: torch.Tensor, codebook: torch.Tensor, accuracy: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """z (N, D) and codebook (K, D): contiguous, same device, same dtype in {float32, float16,
     bfloat16}; N >= 0, K >= 1, D >= 1. accuracy: "exact" (certified: near-ties re-decided in fp32)
     or "fast" (tensor-core distances decide). Returns (indices int64 (N,), sq_dist float32 (N,))."""
@@ -290,8 +323,7 @@ def nearest_centroid_forward(z: torch.Tensor, codebook: torch.Tensor,
     if center:
         # μ over finite entries only: one NaN/inf centroid must not poison the others' scores.
         finite = codebook.isfinite()
-        mu = (codebook.where(finite, 0.0).sum(0, dtype=torch.float64)
-              / finite.sum(0).clamp_min(1)).to(torch.float32)
+        mu = (codebook.where(finite, 0.0).sum(0, dtype=torch.float64) / finite.sum(0).clamp_min(1)).to(torch.float32)
         c_score = codebook - mu  # one fp32 rounding per entry, part of the error bound
         c_sq64 = c_score.square().sum(1, dtype=torch.float64)
         precision = _EXACT_FP32_PRECISION if exact else "tf32"
@@ -333,12 +365,28 @@ def nearest_centroid_forward(z: torch.Tensor, codebook: torch.Tensor,
     with device_guard:
         grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
         _nearest_centroid_kernel[grid](
-            z, codebook, c_score, c_sq, mu, c_norm_max,
-            indices, sq_dist, flag_rows, flag_count,
-            n, k, d,
-            coef_ab, coef_bb, coef_center, rel_zsq,
-            EXACT=exact, CENTER=center, PRECISION=precision,
-            BLOCK_D=block_d, SINGLE_D=single_d,
+            z,
+            codebook,
+            c_score,
+            c_sq,
+            mu,
+            c_norm_max,
+            indices,
+            sq_dist,
+            flag_rows,
+            flag_count,
+            n,
+            k,
+            d,
+            coef_ab,
+            coef_bb,
+            coef_center,
+            rel_zsq,
+            EXACT=exact,
+            CENTER=center,
+            PRECISION=precision,
+            BLOCK_D=block_d,
+            SINGLE_D=single_d,
         )
         if exact:
             # Launched over every possible slot: programs past flag_count exit at once (no host
@@ -349,15 +397,30 @@ def nearest_centroid_forward(z: torch.Tensor, codebook: torch.Tensor,
             k_per_split = triton.cdiv(triton.cdiv(k, splits), _RESCORE_BLOCK_K) * _RESCORE_BLOCK_K
             row_blocks = triton.cdiv(n, _RESCORE_BLOCK_R)
             _nearest_centroid_rescore_kernel[(row_blocks, splits)](
-                z, c_t, keys, flag_rows, flag_count,
-                k, d, k_per_split,
-                BLOCK_R=_RESCORE_BLOCK_R, BLOCK_K=_RESCORE_BLOCK_K, D_GROUP=min(8, triton.next_power_of_2(d)),
+                z,
+                c_t,
+                keys,
+                flag_rows,
+                flag_count,
+                k,
+                d,
+                k_per_split,
+                BLOCK_R=_RESCORE_BLOCK_R,
+                BLOCK_K=_RESCORE_BLOCK_K,
+                D_GROUP=min(8, triton.next_power_of_2(d)),
                 num_warps=4,
             )
             _nearest_centroid_finalize_kernel[(row_blocks,)](
-                z, codebook, keys, flag_rows, flag_count, indices, sq_dist,
+                z,
+                codebook,
+                keys,
+                flag_rows,
+                flag_count,
+                indices,
+                sq_dist,
                 d,
-                BLOCK_R=_RESCORE_BLOCK_R, BLOCK_D=min(64, max(16, triton.next_power_of_2(d))),
+                BLOCK_R=_RESCORE_BLOCK_R,
+                BLOCK_D=min(64, max(16, triton.next_power_of_2(d))),
                 num_warps=4,
             )
     return indices, sq_dist

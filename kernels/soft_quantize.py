@@ -58,10 +58,23 @@ _DOT_PRECISION = {"exact": "tf32x3", "fast": "tf32"}
 
 
 @triton.jit
-def _dist_dots(z_rows, g_rows, cd_rows, cv_rows, mu_ptr, row_mask, col_mask, D,
-               NEED_G: tl.constexpr, SAME_C: tl.constexpr,
-               DIST_PRECISION: tl.constexpr, VALUE_PRECISION: tl.constexpr,
-               BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
+def _dist_dots(
+    z_rows,
+    g_rows,
+    cd_rows,
+    cv_rows,
+    mu_ptr,
+    row_mask,
+    col_mask,
+    D,
+    NEED_G: tl.constexpr,
+    SAME_C: tl.constexpr,
+    DIST_PRECISION: tl.constexpr,
+    VALUE_PRECISION: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """Over D in BLOCK_D chunks: z·cᵀ of the distance operands (centred fp32 if SAME_C, raw 16-bit
     otherwise), g·c̃ᵀ (fp32 operands, if NEED_G) and ‖z‖² of the distance operand. z_rows/g_rows
     (BLOCK_R, 1) and cd_rows/cv_rows (BLOCK_C, 1) are row pointers; cv holds c̃ in fp32."""
@@ -95,8 +108,9 @@ def _dist_dots(z_rows, g_rows, cd_rows, cv_rows, mu_ptr, row_mask, col_mask, D,
 
 
 @triton.jit
-def _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
-            S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr):
+def _logits(
+    zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K, S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr
+):
     """(squared distance, s, logit) tiles; masked columns get logit −inf."""
     dist = tl.maximum(z_sq[:, None] + c_sq[None, :] - 2.0 * zc, 0.0)
     if S_LAYOUT == _SCALAR:
@@ -122,11 +136,28 @@ def _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
 
 @triton.jit
 def _soft_quantize_forward_kernel(
-    z_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr, z_hat_ptr, lse_ptr,
-    N, K, D,
-    S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr, SINGLE_D: tl.constexpr, SAME_C: tl.constexpr,
-    DIST_PRECISION: tl.constexpr, VALUE_PRECISION: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    z_ptr,
+    cd_ptr,
+    cv_ptr,
+    c_sq_ptr,
+    mu_ptr,
+    s_ptr,
+    b_ptr,
+    z_hat_ptr,
+    lse_ptr,
+    N,
+    K,
+    D,
+    S_LAYOUT: tl.constexpr,
+    HAS_PRIOR: tl.constexpr,
+    SINGLE_D: tl.constexpr,
+    SAME_C: tl.constexpr,
+    DIST_PRECISION: tl.constexpr,
+    VALUE_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
 ):
     """Rows [pid0·BLOCK_N, ...), output columns [pid1·BLOCK_DV, ...) of ẑ (all of D if SINGLE_D)."""
     pid_n = tl.program_id(0)
@@ -165,15 +196,26 @@ def _soft_quantize_forward_kernel(
             else:
                 cvt = tl.load(cv_ptr + c_off + offs_v[None, :], mask=cm, other=0.0)
         else:
-            zc, _unused, z_sq = _dist_dots(z_rows, z_rows, cd_ptr + c_off, cv_ptr + c_off, mu_ptr,
-                                           n_mask, k_mask, D, False, SAME_C,
-                                           DIST_PRECISION, VALUE_PRECISION,
-                                           BLOCK_N, BLOCK_K, BLOCK_D)
-            cvt = tl.load(cv_ptr + c_off + offs_v[None, :],
-                          mask=k_mask[:, None] & v_mask[None, :], other=0.0)
+            zc, _unused, z_sq = _dist_dots(
+                z_rows,
+                z_rows,
+                cd_ptr + c_off,
+                cv_ptr + c_off,
+                mu_ptr,
+                n_mask,
+                k_mask,
+                D,
+                False,
+                SAME_C,
+                DIST_PRECISION,
+                VALUE_PRECISION,
+                BLOCK_N,
+                BLOCK_K,
+                BLOCK_D,
+            )
+            cvt = tl.load(cv_ptr + c_off + offs_v[None, :], mask=k_mask[:, None] & v_mask[None, :], other=0.0)
         c_sq = tl.load(c_sq_ptr + offs_k, mask=k_mask, other=0.0)
-        _dist, _s, logit = _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
-                                   S_LAYOUT, HAS_PRIOR)
+        _dist, _s, logit = _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K, S_LAYOUT, HAS_PRIOR)
         m_new = tl.maximum(m_i, tl.max(logit, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp(m_i - m_safe)
@@ -195,8 +237,9 @@ def _soft_quantize_forward_kernel(
 
 
 @triton.jit
-def _soft_quantize_backward_delta_kernel(grad_ptr, z_hat_ptr, mu_ptr, delta_ptr, N, D,
-                                         BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _soft_quantize_backward_delta_kernel(
+    grad_ptr, z_hat_ptr, mu_ptr, delta_ptr, N, D, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr
+):
     """δ̃_n = g_n·(ẑ_n − μ): the centred δ, so that g·c̃_k − δ̃_n does not cancel μ's digits."""
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
@@ -215,13 +258,37 @@ def _soft_quantize_backward_delta_kernel(grad_ptr, z_hat_ptr, mu_ptr, delta_ptr,
 
 
 @triton.jit
-def _rows_tile(z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr,
-               rows, offs_n, n_mask, offs_k, k_mask, offs_v, v_mask, zd, gt, z_sq_single,
-               K, D,
-               S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr,
-               SINGLE_D: tl.constexpr, SAME_C: tl.constexpr,
-               DIST_PRECISION: tl.constexpr, VALUE_PRECISION: tl.constexpr,
-               BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rows_tile(
+    z_ptr,
+    grad_ptr,
+    cd_ptr,
+    cv_ptr,
+    c_sq_ptr,
+    mu_ptr,
+    s_ptr,
+    b_ptr,
+    rows,
+    offs_n,
+    n_mask,
+    offs_k,
+    k_mask,
+    offs_v,
+    v_mask,
+    zd,
+    gt,
+    z_sq_single,
+    K,
+    D,
+    S_LAYOUT: tl.constexpr,
+    HAS_PRIOR: tl.constexpr,
+    SINGLE_D: tl.constexpr,
+    SAME_C: tl.constexpr,
+    DIST_PRECISION: tl.constexpr,
+    VALUE_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """One (rows × centroids) tile of the row kernel: distances, s, logits, g·c̃ and the c̃ value
     tile."""
     c_off = offs_k.to(tl.int64)[:, None] * D
@@ -236,26 +303,59 @@ def _rows_tile(z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr,
         gc = tl.dot(gt, tl.trans(cvt), input_precision=VALUE_PRECISION)
         z_sq = z_sq_single
     else:
-        zc, gc, z_sq = _dist_dots(z_ptr + rows, grad_ptr + rows, cd_ptr + c_off, cv_ptr + c_off,
-                                  mu_ptr, n_mask, k_mask, D, True, SAME_C,
-                                  DIST_PRECISION, VALUE_PRECISION, BLOCK_N, BLOCK_K, BLOCK_D)
-        cvt = tl.load(cv_ptr + c_off + offs_v[None, :],
-                      mask=k_mask[:, None] & v_mask[None, :], other=0.0)
+        zc, gc, z_sq = _dist_dots(
+            z_ptr + rows,
+            grad_ptr + rows,
+            cd_ptr + c_off,
+            cv_ptr + c_off,
+            mu_ptr,
+            n_mask,
+            k_mask,
+            D,
+            True,
+            SAME_C,
+            DIST_PRECISION,
+            VALUE_PRECISION,
+            BLOCK_N,
+            BLOCK_K,
+            BLOCK_D,
+        )
+        cvt = tl.load(cv_ptr + c_off + offs_v[None, :], mask=k_mask[:, None] & v_mask[None, :], other=0.0)
     c_sq = tl.load(c_sq_ptr + offs_k, mask=k_mask, other=0.0)
-    dist, s, logit = _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
-                             S_LAYOUT, HAS_PRIOR)
+    dist, s, logit = _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K, S_LAYOUT, HAS_PRIOR)
     return dist, s, logit, gc, cvt
 
 
 @triton.jit
 def _soft_quantize_backward_rows_kernel(
-    z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr, delta_ptr, m_ptr, inv_l_ptr,
-    grad_z_ptr, grad_s_ptr,
-    N, K, D,
-    S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr, NEED_GRAD_S: tl.constexpr,
-    SINGLE_D: tl.constexpr, SAME_C: tl.constexpr, DELTA_PASS: tl.constexpr,
-    DIST_PRECISION: tl.constexpr, VALUE_PRECISION: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    z_ptr,
+    grad_ptr,
+    cd_ptr,
+    cv_ptr,
+    c_sq_ptr,
+    mu_ptr,
+    s_ptr,
+    b_ptr,
+    delta_ptr,
+    m_ptr,
+    inv_l_ptr,
+    grad_z_ptr,
+    grad_s_ptr,
+    N,
+    K,
+    D,
+    S_LAYOUT: tl.constexpr,
+    HAS_PRIOR: tl.constexpr,
+    NEED_GRAD_S: tl.constexpr,
+    SINGLE_D: tl.constexpr,
+    SAME_C: tl.constexpr,
+    DELTA_PASS: tl.constexpr,
+    DIST_PRECISION: tl.constexpr,
+    VALUE_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
 ):
     """grad_z for rows [pid0·BLOCK_N, ...), columns [pid1·BLOCK_DV, ...). grad_s: per-row sums
     −½ Σ_k a d (scalar and per-row layouts; the launcher sums them for the scalar) or the full
@@ -297,10 +397,36 @@ def _soft_quantize_backward_rows_kernel(
             offs_k = k0 + offs_kb
             k_mask = offs_k < K
             _dist, _s, logit, gc, _cvt = _rows_tile(
-                z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr,
-                rows, offs_n, n_mask, offs_k, k_mask, offs_v, v_mask, zd, gt, z_sq_single,
-                K, D, S_LAYOUT, HAS_PRIOR, SINGLE_D, SAME_C, DIST_PRECISION, VALUE_PRECISION,
-                BLOCK_N, BLOCK_K, BLOCK_D)
+                z_ptr,
+                grad_ptr,
+                cd_ptr,
+                cv_ptr,
+                c_sq_ptr,
+                mu_ptr,
+                s_ptr,
+                b_ptr,
+                rows,
+                offs_n,
+                n_mask,
+                offs_k,
+                k_mask,
+                offs_v,
+                v_mask,
+                zd,
+                gt,
+                z_sq_single,
+                K,
+                D,
+                S_LAYOUT,
+                HAS_PRIOR,
+                SINGLE_D,
+                SAME_C,
+                DIST_PRECISION,
+                VALUE_PRECISION,
+                BLOCK_N,
+                BLOCK_K,
+                BLOCK_D,
+            )
             m_new = tl.maximum(m_i, tl.max(logit, axis=1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             alpha = tl.exp(m_i - m_safe)
@@ -326,10 +452,36 @@ def _soft_quantize_backward_rows_kernel(
         offs_k = k0 + offs_kb
         k_mask = offs_k < K
         dist, s, logit, gc, cvt = _rows_tile(
-            z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr,
-            rows, offs_n, n_mask, offs_k, k_mask, offs_v, v_mask, zd, gt, z_sq_single,
-            K, D, S_LAYOUT, HAS_PRIOR, SINGLE_D, SAME_C, DIST_PRECISION, VALUE_PRECISION,
-            BLOCK_N, BLOCK_K, BLOCK_D)
+            z_ptr,
+            grad_ptr,
+            cd_ptr,
+            cv_ptr,
+            c_sq_ptr,
+            mu_ptr,
+            s_ptr,
+            b_ptr,
+            rows,
+            offs_n,
+            n_mask,
+            offs_k,
+            k_mask,
+            offs_v,
+            v_mask,
+            zd,
+            gt,
+            z_sq_single,
+            K,
+            D,
+            S_LAYOUT,
+            HAS_PRIOR,
+            SINGLE_D,
+            SAME_C,
+            DIST_PRECISION,
+            VALUE_PRECISION,
+            BLOCK_N,
+            BLOCK_K,
+            BLOCK_D,
+        )
         p = tl.exp(logit - m_i[:, None]) * inv_l[:, None]
         a = p * (gc - delta[:, None])
         a_s = a * s
@@ -346,20 +498,42 @@ def _soft_quantize_backward_rows_kernel(
 
     grad_z = acc - acc_w[:, None] * zt
     tl.store(grad_z_ptr + rows + offs_v[None, :], grad_z, mask=nv_mask)
-    if NEED_GRAD_S and (S_LAYOUT == _SCALAR or S_LAYOUT == _PER_ROW):
+    if NEED_GRAD_S and (S_LAYOUT == _SCALAR or S_LAYOUT == _PER_ROW):  # noqa: SIM102, SIM109 (Triton: constexpr tests)
         if pid_v == 0:
             tl.store(grad_s_ptr + offs_n, gs, mask=n_mask)
 
 
 @triton.jit
 def _soft_quantize_backward_centroids_kernel(
-    z_ptr, grad_ptr, cd_ptr, cv_ptr, c_sq_ptr, mu_ptr, s_ptr, b_ptr, delta_ptr, m_ptr, inv_l_ptr,
-    grad_c_ptr, grad_s_ptr, grad_b_ptr,
-    N, K, D,
-    S_LAYOUT: tl.constexpr, HAS_PRIOR: tl.constexpr, NEED_GRAD_S: tl.constexpr,
-    NEED_GRAD_B: tl.constexpr, SINGLE_D: tl.constexpr, SAME_C: tl.constexpr,
-    DIST_PRECISION: tl.constexpr, VALUE_PRECISION: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    z_ptr,
+    grad_ptr,
+    cd_ptr,
+    cv_ptr,
+    c_sq_ptr,
+    mu_ptr,
+    s_ptr,
+    b_ptr,
+    delta_ptr,
+    m_ptr,
+    inv_l_ptr,
+    grad_c_ptr,
+    grad_s_ptr,
+    grad_b_ptr,
+    N,
+    K,
+    D,
+    S_LAYOUT: tl.constexpr,
+    HAS_PRIOR: tl.constexpr,
+    NEED_GRAD_S: tl.constexpr,
+    NEED_GRAD_B: tl.constexpr,
+    SINGLE_D: tl.constexpr,
+    SAME_C: tl.constexpr,
+    DIST_PRECISION: tl.constexpr,
+    VALUE_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
 ):
     """grad_c for centroids [pid0·BLOCK_K, ...), columns [pid1·BLOCK_DV, ...); grad_b and the
     per-centroid grad_s (written by the pid1 = 0 programs only)."""
@@ -403,14 +577,27 @@ def _soft_quantize_backward_centroids_kernel(
             zc = tl.dot(zd, tl.trans(cdt), input_precision=DIST_PRECISION)
             gc = tl.dot(gt, tl.trans(cvt), input_precision=VALUE_PRECISION)
         else:
-            zc, gc, z_sq = _dist_dots(z_ptr + rows, grad_ptr + rows, cd_ptr + c_off, cv_ptr + c_off,
-                                      mu_ptr, n_mask, k_mask, D, True, SAME_C,
-                                      DIST_PRECISION, VALUE_PRECISION, BLOCK_N, BLOCK_K, BLOCK_D)
+            zc, gc, z_sq = _dist_dots(
+                z_ptr + rows,
+                grad_ptr + rows,
+                cd_ptr + c_off,
+                cv_ptr + c_off,
+                mu_ptr,
+                n_mask,
+                k_mask,
+                D,
+                True,
+                SAME_C,
+                DIST_PRECISION,
+                VALUE_PRECISION,
+                BLOCK_N,
+                BLOCK_K,
+                BLOCK_D,
+            )
         delta = tl.load(delta_ptr + offs_n, mask=n_mask, other=0.0)
         m_i = tl.load(m_ptr + offs_n, mask=n_mask, other=0.0)
         inv_l = tl.load(inv_l_ptr + offs_n, mask=n_mask, other=0.0)
-        dist, s, logit = _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K,
-                                 S_LAYOUT, HAS_PRIOR)
+        dist, s, logit = _logits(zc, z_sq, c_sq, s_ptr, b_ptr, offs_n, offs_k, n_mask, k_mask, K, S_LAYOUT, HAS_PRIOR)
         # Padding rows must contribute nothing, whatever exp(logit − 0) would be there.
         p = tl.where(n_mask[:, None], tl.exp(logit - m_i[:, None]) * inv_l[:, None], 0.0)
         a = p * (gc - delta[:, None])
@@ -486,9 +673,14 @@ def _device_guard(t: torch.Tensor):
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
-def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor, s_layout: int,
-                          log_prior: torch.Tensor | None,
-                          accuracy: str = "exact") -> tuple[torch.Tensor, torch.Tensor]:
+def soft_quantize_forward(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    s: torch.Tensor,
+    s_layout: int,
+    log_prior: torch.Tensor | None,
+    accuracy: str = "exact",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """z (N, D), codebook (K, D): contiguous, same device and dtype in {float32, float16,
     bfloat16}, K ≥ 1, D ≥ 1. s: float32 contiguous, (1,) for s_layout 0 (scalar), (N,) for 1 (per
     row), (K,) for 2 (per centroid), (N, K) for 3 (full). log_prior: float32 (K,) or None (zeros).
@@ -508,21 +700,49 @@ def soft_quantize_forward(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tens
     b = log_prior if has_prior else c_sq  # placeholder pointer when absent
     with _device_guard(z):
         _soft_quantize_forward_kernel[(triton.cdiv(n, block_n), triton.cdiv(d, block_dv))](
-            z, c_dist, c_val, c_sq, mu, s, b, z_hat, lse,
-            n, k, d,
-            S_LAYOUT=s_layout, HAS_PRIOR=has_prior, SINGLE_D=single_d,
+            z,
+            c_dist,
+            c_val,
+            c_sq,
+            mu,
+            s,
+            b,
+            z_hat,
+            lse,
+            n,
+            k,
+            d,
+            S_LAYOUT=s_layout,
+            HAS_PRIOR=has_prior,
+            SINGLE_D=single_d,
             SAME_C=z.dtype == torch.float32,
-            DIST_PRECISION=dist_prec, VALUE_PRECISION=value_prec,
-            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, BLOCK_DV=block_dv,
-            num_warps=warps, num_stages=stages,
+            DIST_PRECISION=dist_prec,
+            VALUE_PRECISION=value_prec,
+            BLOCK_N=block_n,
+            BLOCK_K=block_k,
+            BLOCK_D=block_d,
+            BLOCK_DV=block_dv,
+            num_warps=warps,
+            num_stages=stages,
         )
     return z_hat, lse
 
 
-def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.Tensor,
-                           s: torch.Tensor, s_layout: int, log_prior: torch.Tensor | None,
-                           z_hat: torch.Tensor, lse: torch.Tensor, accuracy: str, need_grad_s: bool,
-                           need_grad_log_prior: bool, *, delta_pass: bool = True):
+def soft_quantize_backward(
+    grad: torch.Tensor,
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    s: torch.Tensor,
+    s_layout: int,
+    log_prior: torch.Tensor | None,
+    z_hat: torch.Tensor,
+    lse: torch.Tensor,
+    accuracy: str,
+    need_grad_s: bool,
+    need_grad_log_prior: bool,
+    *,
+    delta_pass: bool = True,
+):
     """grad float32 (N, D) = dL/dz_hat; the other arguments as for soft_quantize_forward, plus
     its outputs z_hat and lse. Returns grad_z (N, D) float32, grad_codebook (K, D) float32, grad_s
     in s's shape float32 (None unless need_grad_s) and grad_log_prior (K,) float32 (None unless
@@ -563,32 +783,84 @@ def soft_quantize_backward(grad: torch.Tensor, z: torch.Tensor, codebook: torch.
         inv_l = torch.empty(n, dtype=torch.float32, device=dev)
     else:
         row_max, inv_l = lse, torch.ones(n, dtype=torch.float32, device=dev)
-    common = dict(S_LAYOUT=s_layout, HAS_PRIOR=has_prior, NEED_GRAD_S=need_grad_s,
-                  SINGLE_D=single_d, SAME_C=z.dtype == torch.float32,
-                  DIST_PRECISION=dist_prec, VALUE_PRECISION=value_prec,
-                  BLOCK_D=block_d, BLOCK_DV=block_dv)
+    common = dict(
+        S_LAYOUT=s_layout,
+        HAS_PRIOR=has_prior,
+        NEED_GRAD_S=need_grad_s,
+        SINGLE_D=single_d,
+        SAME_C=z.dtype == torch.float32,
+        DIST_PRECISION=dist_prec,
+        VALUE_PRECISION=value_prec,
+        BLOCK_D=block_d,
+        BLOCK_DV=block_dv,
+    )
     with _device_guard(z):
         if not delta_pass:
             delta_bn = 16 if _INTERPRET else 64
             _soft_quantize_backward_delta_kernel[(triton.cdiv(n, delta_bn),)](
-                grad, z_hat, mu, delta, n, d,
-                BLOCK_N=delta_bn, BLOCK_D=min(64, max(16, triton.next_power_of_2(d))), num_warps=4)
+                grad,
+                z_hat,
+                mu,
+                delta,
+                n,
+                d,
+                BLOCK_N=delta_bn,
+                BLOCK_D=min(64, max(16, triton.next_power_of_2(d))),
+                num_warps=4,
+            )
 
         block_n, block_k, warps, stages = _config("rows", single_d, k)
         _soft_quantize_backward_rows_kernel[(triton.cdiv(n, block_n), n_dv)](
-            z, grad, c_dist, c_val, c_sq, mu, s, b, delta, row_max, inv_l,
-            grad_z, grad_s if grad_s is not None else delta,
-            n, k, d,
-            DELTA_PASS=delta_pass, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages, **common)
+            z,
+            grad,
+            c_dist,
+            c_val,
+            c_sq,
+            mu,
+            s,
+            b,
+            delta,
+            row_max,
+            inv_l,
+            grad_z,
+            grad_s if grad_s is not None else delta,
+            n,
+            k,
+            d,
+            DELTA_PASS=delta_pass,
+            BLOCK_N=block_n,
+            BLOCK_K=block_k,
+            num_warps=warps,
+            num_stages=stages,
+            **common,
+        )
 
         block_n, block_k, warps, stages = _config("centroids", single_d, k)
         _soft_quantize_backward_centroids_kernel[(triton.cdiv(k, block_k), n_dv)](
-            z, grad, c_dist, c_val, c_sq, mu, s, b, delta, row_max, inv_l,
-            grad_c, grad_s if grad_s is not None else delta,
+            z,
+            grad,
+            c_dist,
+            c_val,
+            c_sq,
+            mu,
+            s,
+            b,
+            delta,
+            row_max,
+            inv_l,
+            grad_c,
+            grad_s if grad_s is not None else delta,
             grad_b if grad_b is not None else delta,
-            n, k, d,
+            n,
+            k,
+            d,
             NEED_GRAD_B=need_grad_log_prior,
-            BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages, **common)
+            BLOCK_N=block_n,
+            BLOCK_K=block_k,
+            num_warps=warps,
+            num_stages=stages,
+            **common,
+        )
 
     if need_grad_s and s_layout == PrecisionLayout.SCALAR:
         grad_s = grad_s.sum(dtype=torch.float64).to(torch.float32).reshape(s.shape)

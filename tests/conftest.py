@@ -11,7 +11,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import latentops  # noqa: E402  (after TRITON_INTERPRET)
+import latentops
 
 CUDA = torch.cuda.is_available()
 requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
@@ -25,9 +25,16 @@ def backend_params(device: str) -> list:
     marks = [pytest.mark.cuda] if device == "cuda" else []
     reason = "needs a CUDA GPU" if device == "cuda" and not CUDA else None
     return [
-        pytest.param(name, id=f"{device}-{name}", marks=marks + (
-            [] if name in present else
-            [pytest.mark.skip(reason=reason or f"{name} backend not available on {device}")]))
+        pytest.param(
+            name,
+            id=f"{device}-{name}",
+            marks=marks
+            + (
+                []
+                if name in present
+                else [pytest.mark.skip(reason=reason or f"{name} backend not available on {device}")]
+            ),
+        )
         for name in wanted
     ]
 

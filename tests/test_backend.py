@@ -8,14 +8,16 @@ import sys
 
 import pytest
 import torch
-from conftest import CUDA
 
 import latentops
+from conftest import CUDA
 from latentops import _backend
 
 # The modules (latentops.ops re-exports the functions under the same names).
-FAMILIES = {family: importlib.import_module(f"latentops.ops.{family}").KERNELS
-            for family in ("nearest_centroid", "soft_quantize", "graph")}
+FAMILIES = {
+    family: importlib.import_module(f"latentops.ops.{family}").KERNELS
+    for family in ("nearest_centroid", "soft_quantize", "graph")
+}
 CPU = torch.device("cpu")
 
 
@@ -31,8 +33,7 @@ def _call(family: str, dtype: torch.dtype, **kwargs):
 
 def _run_python(code: str, **env) -> list[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("LATENTOPS_BACKEND", "TRITON_INTERPRET")}
-    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
     return out.stdout.split("\n")
 
 
@@ -77,12 +78,16 @@ def test_named_backend_on_the_wrong_device_is_an_error():
 def test_unknown_names_are_errors():
     with pytest.raises(ValueError, match="backend: unknown backend 'gpu'"):
         latentops.nearest_centroid(torch.randn(2, 3), torch.randn(4, 3), backend="gpu")
-    with pytest.raises(ValueError, match="use_backend: unknown backend 'gpu'"):
-        with latentops.use_backend("gpu"):
-            pass
+    with pytest.raises(ValueError, match="use_backend: unknown backend 'gpu'"), latentops.use_backend("gpu"):
+        pass
     with pytest.raises(subprocess.CalledProcessError) as error:
-        subprocess.run([sys.executable, "-c", "import latentops"], env={**os.environ, "LATENTOPS_BACKEND": "gpu"},
-                       capture_output=True, text=True, check=True)
+        subprocess.run(
+            [sys.executable, "-c", "import latentops"],
+            env={**os.environ, "LATENTOPS_BACKEND": "gpu"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     assert "LATENTOPS_BACKEND: unknown backend 'gpu'" in error.value.stderr
 
 
@@ -95,17 +100,22 @@ def test_preference_order_argument_block_environment():
         assert kernels.resolve(automatic, CPU, torch.float32) == automatic  # the argument wins
         with latentops.use_backend(None):
             assert kernels.resolve(None, CPU, torch.float32) == automatic
-    code = ("import importlib, torch; kernels = importlib.import_module('latentops.ops.nearest_centroid').KERNELS\n"
-            "print(kernels.resolve(None, torch.device('cpu'), torch.float32))")
+    code = (
+        "import importlib, torch; kernels = importlib.import_module('latentops.ops.nearest_centroid').KERNELS\n"
+        "print(kernels.resolve(None, torch.device('cpu'), torch.float32))"
+    )
     assert _run_python(code, LATENTOPS_BACKEND="torch")[0] == "torch"
 
 
 def test_kernels_used_only_when_named_are_never_the_automatic_choice():
     present = _backend.available_on(CPU)
-    table = {name: (lambda *args: name) for name in _backend.BACKEND_NAMES}
-    kernels = _backend.Kernels("toy", stages={"forward": table},
-                               dtypes={name: _backend.ALL_FLOAT_DTYPES for name in _backend.BACKEND_NAMES},
-                               used_only_when_named=(present[0],))
+    table = {name: (lambda *args, name=name: name) for name in _backend.BACKEND_NAMES}
+    kernels = _backend.Kernels(
+        "toy",
+        stages={"forward": table},
+        dtypes={name: _backend.ALL_FLOAT_DTYPES for name in _backend.BACKEND_NAMES},
+        used_only_when_named=(present[0],),
+    )
     assert kernels.resolve(None, CPU, torch.float32) == present[1]
     assert kernels.resolve(present[0], CPU, torch.float32) == present[0]
     with latentops.use_backend(present[0]):
@@ -113,11 +123,13 @@ def test_kernels_used_only_when_named_are_never_the_automatic_choice():
 
 
 def test_import_without_extension_warns_and_falls_back():
-    code = ("import sys, warnings; sys.modules['latentops._C'] = None\n"
-            "with warnings.catch_warnings(record=True) as w:\n"
-            "    warnings.simplefilter('always'); import latentops, torch\n"
-            "print(latentops.backends()); print(len([x for x in w if 'compiled extension' in str(x.message)]))\n"
-            "print(latentops.nearest_centroid(torch.zeros(1, 2), torch.ones(3, 2))[0].tolist())")
+    code = (
+        "import sys, warnings; sys.modules['latentops._C'] = None\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always'); import latentops, torch\n"
+        "print(latentops.backends()); print(len([x for x in w if 'compiled extension' in str(x.message)]))\n"
+        "print(latentops.nearest_centroid(torch.zeros(1, 2), torch.ones(3, 2))[0].tolist())"
+    )
     lines = _run_python(code)
     assert "'cpu'" not in lines[0] and "'cuda'" not in lines[0] and "'torch'" in lines[0]
     assert lines[1] == "1" and lines[2] == "[0]"
@@ -126,12 +138,14 @@ def test_import_without_extension_warns_and_falls_back():
 def test_import_and_first_eager_calls_load_neither_triton_nor_dynamo():
     """torch._dynamo costs 1.5-2.5 s on the first custom-op call and Triton ~0.3 s to import: an
     eager call on CPU tensors (forward and backward, every family) must pay for neither."""
-    code = ("import sys, torch, latentops\n"
-            "print(sorted(m for m in ('triton', 'torch._dynamo') if m in sys.modules))\n"
-            "z = torch.randn(9, 4, requires_grad=True); c = torch.randn(5, 4, requires_grad=True)\n"
-            "(latentops.nearest_centroid(z, c)[1].sum() + latentops.soft_quantize(z, c).sum()\n"
-            " + latentops.graph_smoothness(z, torch.arange(9) % 3, k=3, num_classes=3)).backward()\n"
-            "latentops.kmeans(torch.randn(50, 4), 3)\n"
-            "print(sorted(m for m in ('triton', 'torch._dynamo') if m in sys.modules))")
+    code = (
+        "import sys, torch, latentops\n"
+        "print(sorted(m for m in ('triton', 'torch._dynamo') if m in sys.modules))\n"
+        "z = torch.randn(9, 4, requires_grad=True); c = torch.randn(5, 4, requires_grad=True)\n"
+        "(latentops.nearest_centroid(z, c)[1].sum() + latentops.soft_quantize(z, c).sum()\n"
+        " + latentops.graph_smoothness(z, torch.arange(9) % 3, k=3, num_classes=3)).backward()\n"
+        "latentops.kmeans(torch.randn(50, 4), 3)\n"
+        "print(sorted(m for m in ('triton', 'torch._dynamo') if m in sys.modules))"
+    )
     lines = _run_python(code)
     assert lines[0] == "[]" and lines[1] == "[]"

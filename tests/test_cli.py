@@ -12,9 +12,33 @@ from latentops.cli import _parser, main
 from latentops.pipelines import TrainConfig
 from latentops.pipelines.tasks import TASKS
 
-TINY = ["--steps", "4", "--batch-size", "8", "--depth", "2", "--latent", "2", "--lr", "1e-3",
-        "--device", "cpu", "--eval-every", "2", "--log-every", "2", "--eval-pairs", "4",
-        "--eval-images", "32", "--kmeans-restarts", "2", "--probe-images", "100", "--no-progress"]
+TINY = [
+    "--steps",
+    "4",
+    "--batch-size",
+    "8",
+    "--depth",
+    "2",
+    "--latent",
+    "2",
+    "--lr",
+    "1e-3",
+    "--device",
+    "cpu",
+    "--eval-every",
+    "2",
+    "--log-every",
+    "2",
+    "--eval-pairs",
+    "4",
+    "--eval-images",
+    "32",
+    "--kmeans-restarts",
+    "2",
+    "--probe-images",
+    "100",
+    "--no-progress",
+]
 
 
 def test_train_then_report(tmp_path, capsys):
@@ -53,8 +77,9 @@ def test_errors_name_the_argument(tmp_path, capsys):
 
 
 def test_python_dash_m():
-    result = subprocess.run([sys.executable, "-m", "latentops", "train", "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "latentops", "train", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "--resume" in result.stdout and "torchrun" in result.stdout
 
 
@@ -65,18 +90,59 @@ def test_train_options_are_the_configs_fields_with_its_defaults():
 
 
 def test_every_field_is_an_option_and_switches_flip_the_default():
-    argv = ["train", "--model", "vqvae", "--out", "o", "--dataset", "digits", "--data-dir", "d",
-            "--steps", "7", "--batch-size", "4", "--latent", "3", "--depth", "5", "--scales", "2",
-            "--lr", "0.5", "--device", "cpu", "--backend", "torch", "--threads", "1", "--seed", "9",
-            "--eval-every", "2", "--checkpoint-every", "3", "--log-every", "1", "--eval-pairs", "6",
-            "--eval-images", "8", "--kmeans-restarts", "2", "--probe-images", "10", "--no-downstream",
-            "--resume", "--no-progress"]
+    argv = [
+        "train",
+        "--model",
+        "vqvae",
+        "--out",
+        "o",
+        "--dataset",
+        "digits",
+        "--data-dir",
+        "d",
+        "--steps",
+        "7",
+        "--batch-size",
+        "4",
+        "--latent",
+        "3",
+        "--depth",
+        "5",
+        "--scales",
+        "2",
+        "--lr",
+        "0.5",
+        "--device",
+        "cpu",
+        "--backend",
+        "torch",
+        "--threads",
+        "1",
+        "--seed",
+        "9",
+        "--eval-every",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--log-every",
+        "1",
+        "--eval-pairs",
+        "6",
+        "--eval-images",
+        "8",
+        "--kmeans-restarts",
+        "2",
+        "--probe-images",
+        "10",
+        "--no-downstream",
+        "--resume",
+        "--no-progress",
+    ]
     args = vars(_parser().parse_args(argv))
     args.pop("command")
     config = TrainConfig(**args)
     defaults = TrainConfig(model="baseline", out="")
-    changed = {f.name for f in dataclasses.fields(TrainConfig)
-               if getattr(config, f.name) != getattr(defaults, f.name)}
+    changed = {f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != getattr(defaults, f.name)}
     assert changed == {f.name for f in dataclasses.fields(TrainConfig)}
     assert (config.steps, config.lr, config.scales, config.data_dir) == (7, 0.5, 2, "d")
 

@@ -34,8 +34,11 @@ def _python_name(cpp_member: str) -> str:
 
 
 CPP = _cpp_enums(ENUMS_H.read_text())
-PYTHON = {name: cls for name, cls in vars(kernel_enums).items()
-          if isinstance(cls, type) and issubclass(cls, enum.IntEnum) and cls.__module__ == kernel_enums.__name__}
+PYTHON = {
+    name: cls
+    for name, cls in vars(kernel_enums).items()
+    if isinstance(cls, type) and issubclass(cls, enum.IntEnum) and cls.__module__ == kernel_enums.__name__
+}
 
 
 def test_header_parses():

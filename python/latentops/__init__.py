@@ -7,10 +7,28 @@ reference, registered as torch custom ops (torch.compile and autograd work throu
 from latentops import nn
 from latentops._backend import BACKEND_NAMES, backends, use_backend
 from latentops.kmeans import KMeansResult, kmeans
-from latentops.ops import (graph_smoothness, laplacian, nearest_centroid, normalize_graph, similarity_graph,
-                           soft_quantize)
+from latentops.ops import (
+    graph_smoothness,
+    laplacian,
+    nearest_centroid,
+    normalize_graph,
+    similarity_graph,
+    soft_quantize,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["BACKEND_NAMES", "KMeansResult", "backends", "graph_smoothness", "kmeans", "laplacian",
-           "nearest_centroid", "nn", "normalize_graph", "similarity_graph", "soft_quantize", "use_backend"]
+__all__ = [
+    "BACKEND_NAMES",
+    "KMeansResult",
+    "backends",
+    "graph_smoothness",
+    "kmeans",
+    "laplacian",
+    "nearest_centroid",
+    "nn",
+    "normalize_graph",
+    "similarity_graph",
+    "soft_quantize",
+    "use_backend",
+]

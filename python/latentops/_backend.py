@@ -42,8 +42,12 @@ KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 ALL_FLOAT_DTYPES = (*KERNEL_DTYPES, torch.float64)
 
 if native is not None and not native.cpu_supported:
-    warnings.warn("latentops: the C++ CPU kernels were not built for this processor (they need "
-                  "x86-64 with AVX2/FMA); CPU tensors use the torch backend", RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        "latentops: the C++ CPU kernels were not built for this processor (they need "
+        "x86-64 with AVX2/FMA); CPU tensors use the torch backend",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 def _check_name(name: str, where: str) -> str:
@@ -67,8 +71,12 @@ def _triton_kernels():
     try:
         return importlib.import_module("latentops.kernels")
     except Exception as exc:  # an ImportError, or a broken Triton raising anything else
-        warnings.warn(f"latentops: the Triton kernels are unavailable ({type(exc).__name__}: {exc}); "
-                      "falling back to the other backends", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"latentops: the Triton kernels are unavailable ({type(exc).__name__}: {exc}); "
+            "falling back to the other backends",
+            RuntimeWarning,
+            stacklevel=4,
+        )
         return None
 
 
@@ -84,8 +92,10 @@ def triton_kernel(family: str, name: str) -> Callable:
 
 def backends() -> list[str]:
     """Names of the backends that can run in this process (on some device), fastest first."""
-    present = {*available_on(torch.device("cpu")),
-               *(available_on(torch.device("cuda")) if torch.cuda.is_available() else ())}
+    present = {
+        *available_on(torch.device("cpu")),
+        *(available_on(torch.device("cuda")) if torch.cuda.is_available() else ()),
+    }
     return [name for name in BACKEND_NAMES if name in present]
 
 
@@ -138,8 +148,10 @@ class Kernels:
     def __post_init__(self):
         for stage, table in self.stages.items():
             if set(table) != set(self.dtypes):
-                raise TypeError(f"{self.family}: stage {stage!r} has backends {sorted(table)}, "
-                                f"dtypes are declared for {sorted(self.dtypes)}")
+                raise TypeError(
+                    f"{self.family}: stage {stage!r} has backends {sorted(table)}, "
+                    f"dtypes are declared for {sorted(self.dtypes)}"
+                )
 
     def run(self, stage: str, backend: str, *args):
         return self.stages[stage][backend](*args)
@@ -149,12 +161,16 @@ class Kernels:
         if name not in self.dtypes:
             return f"{self.family} has no {name!r} kernel; it has {list(self.dtypes)}"
         if name not in available_on(device):
-            return (f"backend {name!r} cannot run on {device.type} tensors here; available for "
-                    f"{device.type}: {[b for b in available_on(device) if b in self.dtypes]}")
+            return (
+                f"backend {name!r} cannot run on {device.type} tensors here; available for "
+                f"{device.type}: {[b for b in available_on(device) if b in self.dtypes]}"
+            )
         if dtype not in self.dtypes[name]:
-            return (f"backend {name!r} has no {str(dtype).removeprefix('torch.')} kernel for "
-                    f"{self.family}; it takes {[str(t).removeprefix('torch.') for t in self.dtypes[name]]} "
-                    f"(backend='torch' or None runs it)")
+            return (
+                f"backend {name!r} has no {str(dtype).removeprefix('torch.')} kernel for "
+                f"{self.family}; it takes {[str(t).removeprefix('torch.') for t in self.dtypes[name]]} "
+                f"(backend='torch' or None runs it)"
+            )
         return None
 
     def resolve(self, backend: str | None, device: torch.device, dtype: torch.dtype) -> str:

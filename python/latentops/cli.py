@@ -24,8 +24,9 @@ def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
         meta, name = field.metadata, field.name
         if hints[name] is bool:  # a switch away from the default
             option = "--no-" + flag(name)[2:] if field.default else flag(name)
-            parser.add_argument(option, dest=name, action="store_false" if field.default else "store_true",
-                                help=meta.get("help"))
+            parser.add_argument(
+                option, dest=name, action="store_false" if field.default else "store_true", help=meta.get("help")
+            )
             continue
         settings = {"help": meta.get("help")}
         if _scalar_type(hints[name]) is not None:
@@ -50,12 +51,16 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(task.command, help=task.help, description=task.description)
         add_options(command, task.config_class)
 
-    report = commands.add_parser("report", help="tabulate finished runs side by side",
-                                 description="Markdown table (printed and written to OUT/report.md) "
-                                             "and a combined PNG (OUT/report.png) of the runs.")
+    report = commands.add_parser(
+        "report",
+        help="tabulate finished runs side by side",
+        description="Markdown table (printed and written to OUT/report.md) "
+        "and a combined PNG (OUT/report.png) of the runs.",
+    )
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    report.add_argument("--out", default=None, help="folder for report.md / report.png "
-                                                    "(default: the first RUN_DIR's parent)")
+    report.add_argument(
+        "--out", default=None, help="folder for report.md / report.png (default: the first RUN_DIR's parent)"
+    )
     return parser
 
 

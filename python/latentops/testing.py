@@ -26,8 +26,18 @@ GRAPH_SHAPES = [(17, (33, 5, 64), 4), (130, (65, 17), 10), (37, (5,), None)]
 GRAPH_INTERPRETER_SHAPES = [(13, (7, 3), 3), (19, (21,), None)]
 
 
-def rows(n: int, d: int, *, generator: torch.Generator, dtype=torch.float32, device="cpu", offset: float = 0.0,
-         scale: float = 1.0, layout: str = "contiguous", requires_grad: bool = False) -> torch.Tensor:
+def rows(
+    n: int,
+    d: int,
+    *,
+    generator: torch.Generator,
+    dtype=torch.float32,
+    device="cpu",
+    offset: float = 0.0,
+    scale: float = 1.0,
+    layout: str = "contiguous",
+    requires_grad: bool = False,
+) -> torch.Tensor:
     """(n, d) standard normal rows × scale + offset (offset: data far from the origin, where the
     expanded ‖a‖² + ‖b‖² − 2a·b cancels)."""
     if layout not in LAYOUTS:
@@ -48,16 +58,29 @@ def nearest_centroid_sample(n: int, k: int, d: int, **options) -> tuple[torch.Te
     return rows(n, d, **options), rows(k, d, **options)
 
 
-def soft_quantize_sample(n: int, k: int, d: int, *, precision_layout: PrecisionLayout | None = None,
-                         log_prior: bool = False, generator: torch.Generator, **options):
+def soft_quantize_sample(
+    n: int,
+    k: int,
+    d: int,
+    *,
+    precision_layout: PrecisionLayout | None = None,
+    log_prior: bool = False,
+    generator: torch.Generator,
+    **options,
+):
     """(z, codebook, precision, log_prior) with precision ~ 8/D (so posteriors are not one-hot:
     their gradients would vanish and only rounding would be compared) as a float (None) or a
     float64-drawn tensor in the given layout; log_prior (k,) or None."""
     z = rows(n, d, generator=generator, **options)
     codebook = rows(k, d, generator=generator, **options)
     acc = {"device": z.device, "dtype": torch.float64 if z.dtype == torch.float64 else torch.float32}
-    shape = {None: None, PrecisionLayout.SCALAR: (), PrecisionLayout.PER_ROW: (n, 1),
-             PrecisionLayout.PER_CENTROID: (1, k), PrecisionLayout.FULL: (n, k)}[precision_layout]
+    shape = {
+        None: None,
+        PrecisionLayout.SCALAR: (),
+        PrecisionLayout.PER_ROW: (n, 1),
+        PrecisionLayout.PER_CENTROID: (1, k),
+        PrecisionLayout.FULL: (n, k),
+    }[precision_layout]
     precision = 8.0 / d
     if shape is not None:
         precision = ((torch.rand(shape, generator=generator, dtype=torch.float64) + 0.5) * precision).to(**acc)
@@ -65,8 +88,7 @@ def soft_quantize_sample(n: int, k: int, d: int, *, precision_layout: PrecisionL
     return z, codebook, precision, prior
 
 
-def graph_sample(n: int, widths, classes: int, *, generator: torch.Generator, soft_labels: bool = False,
-                 **options):
+def graph_sample(n: int, widths, classes: int, *, generator: torch.Generator, soft_labels: bool = False, **options):
     """(layers: a list of (n, d) tensors, one per width; labels: (n,) int64 classes, or (n, classes)
     soft labels in the layers' dtype, uniform in [0, 1))."""
     layers = [rows(n, d, generator=generator, **options) for d in widths]

@@ -38,8 +38,7 @@ def test_bad_angles_are_named():
 
 
 def test_labels_are_tenths_of_the_circle():
-    angles = torch.tensor([0.0, 0.62, 0.63, math.pi, 2 * math.pi - 1e-9, 2 * math.pi, -0.1],
-                          dtype=torch.float64)
+    angles = torch.tensor([0.0, 0.62, 0.63, math.pi, 2 * math.pi - 1e-9, 2 * math.pi, -0.1], dtype=torch.float64)
     assert lines.angle_labels(angles).tolist() == [0, 0, 1, 5, 9, 0, 9]
 
 

@@ -91,9 +91,9 @@ def test_cifar10_python_batches(tmp_path):
     torch.testing.assert_close(images[2, 1, 0, 5], torch.tensor(data[2, 1024 + 5] / 127.5 - 1, dtype=torch.float32))
 
 
-@pytest.mark.parametrize("name, expected", [("mnist", "t10k-labels-idx1-ubyte"),
-                                            ("svhn", "test_32x32.mat"),
-                                            ("cifar10", "data_batch_3")])
+@pytest.mark.parametrize(
+    "name, expected", [("mnist", "t10k-labels-idx1-ubyte"), ("svhn", "test_32x32.mat"), ("cifar10", "data_batch_3")]
+)
 def test_missing_files_are_named_with_where_to_put_them(tmp_path, name, expected):
     with pytest.raises(FileNotFoundError, match=expected) as info:
         load_dataset(name, tmp_path)

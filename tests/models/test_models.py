@@ -8,8 +8,11 @@ from latentops.models import MODELS, build_model, default_scales
 @pytest.mark.parametrize("shape", [(1, 32, 32), (3, 16, 16)])
 def test_every_model_trains_each_group_on_its_own_loss(name, shape):
     torch.manual_seed(0)
-    model = build_model(name, shape, depth=3, latent=2, codebook_size=8) if name in ("vqvae", "softvq") \
+    model = (
+        build_model(name, shape, depth=3, latent=2, codebook_size=8)
+        if name in ("vqvae", "softvq")
         else build_model(name, shape, depth=3, latent=2)
+    )
     x = torch.rand(4, *shape) * 2 - 1
     z = model.encode(x)
     assert z.shape == (4, 2, 4, 4)
@@ -34,8 +37,9 @@ def test_acai_critic_regresses_the_mixing_coefficient():
     critic_params = model.param_groups()["critic"]
     losses = model.losses(x)
     # The critic's loss reaches no autoencoder parameter and the reverse is restricted by inputs=.
-    grads = torch.autograd.grad(losses.per_group["critic"], list(model.encoder.parameters()),
-                                allow_unused=True, retain_graph=True)
+    grads = torch.autograd.grad(
+        losses.per_group["critic"], list(model.encoder.parameters()), allow_unused=True, retain_graph=True
+    )
     assert all(g is None or g.abs().sum() > 0 for g in grads)  # reached through x̂ (not detached)
     assert critic_params and all(p in set(model.critic.parameters()) for p in critic_params)
 
@@ -45,8 +49,9 @@ def test_default_scales_reach_a_4x4_latent():
     assert default_scales((1, 8, 8)) == 1
 
 
-@pytest.mark.parametrize("kwargs, match", [({"depth": 0}, "depth"), ({"latent": 1.5}, "latent"),
-                                           ({"scales": 6}, "scales")])
+@pytest.mark.parametrize(
+    "kwargs, match", [({"depth": 0}, "depth"), ({"latent": 1.5}, "latent"), ({"scales": 6}, "scales")]
+)
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_model("baseline", (1, 32, 32), **kwargs)

@@ -15,8 +15,12 @@ def _layers(gen, n, widths, dtype=torch.float64):
 def test_graph_distillation_loss(backend, gen):
     student = _layers(gen, 14, (6, 9), torch.float32)
     teacher = _layers(gen, 14, (11, 4), torch.float32)
-    for kw in [dict(k=4), dict(k=4, power=2, normalize="sym"), dict(k=None, reduction="mean"),
-               dict(k=3, teacher_mask=True, normalize="rw")]:
+    for kw in [
+        dict(k=4),
+        dict(k=4, power=2, normalize="sym"),
+        dict(k=None, reduction="mean"),
+        dict(k=3, teacher_mask=True, normalize="rw"),
+    ]:
         loss = GraphDistillationLoss(backend=backend, **kw)(student, teacher)
         expected = 0.0
         for s, t in zip(student, teacher):

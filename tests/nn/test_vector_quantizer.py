@@ -106,8 +106,7 @@ def test_ema_update_matches_reference():
     smoothed = (size + eps) / (total + k * eps) * total
     torch.testing.assert_close(vq.cluster_size.double(), size, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(vq.embed_avg.double(), avg, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(vq.codebook.double(), avg / smoothed.unsqueeze(1),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(vq.codebook.double(), avg / smoothed.unsqueeze(1), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("ema_decay", [0.99, None])
@@ -158,9 +157,11 @@ def test_kmeans_init_uses_kmeans_of_the_first_batch():
     seed = int(torch.randint(2**31 - 1, (1,)).item())
     ref = kmeans(z.reshape(-1, d), k, iters=7, seed=seed)
     torch.testing.assert_close(vq.codebook.detach(), ref.centroids)
-    torch.testing.assert_close(vq.cluster_size,
-                               torch.bincount(ref.labels, minlength=k).float().clamp_min(1) * 0.99
-                               + 0.01 * torch.bincount(ref.labels, minlength=k).float())
+    torch.testing.assert_close(
+        vq.cluster_size,
+        torch.bincount(ref.labels, minlength=k).float().clamp_min(1) * 0.99
+        + 0.01 * torch.bincount(ref.labels, minlength=k).float(),
+    )
     # no second init
     after = vq.codebook.detach().clone()
     vq(torch.randn(50, d) + 10)
@@ -256,15 +257,18 @@ def test_compiles_in_eval_mode():
     torch.testing.assert_close(out.perplexity, ref.perplexity)
 
 
-@pytest.mark.parametrize("kwargs, error, name", [
-    (dict(dim=0), ValueError, "dim"),
-    (dict(codebook_size=0), ValueError, "codebook_size"),
-    (dict(codebook_size=2.5), ValueError, "codebook_size"),
-    (dict(beta=-1.0), ValueError, "beta"),
-    (dict(ema_decay=1.0), ValueError, "ema_decay"),
-    (dict(eps=0.0), ValueError, "eps"),
-    (dict(dead_code_threshold=-1.0), ValueError, "dead_code_threshold"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(dim=0), ValueError, "dim"),
+        (dict(codebook_size=0), ValueError, "codebook_size"),
+        (dict(codebook_size=2.5), ValueError, "codebook_size"),
+        (dict(beta=-1.0), ValueError, "beta"),
+        (dict(ema_decay=1.0), ValueError, "ema_decay"),
+        (dict(eps=0.0), ValueError, "eps"),
+        (dict(dead_code_threshold=-1.0), ValueError, "dead_code_threshold"),
+    ],
+)
 def test_bad_constructor_arguments(kwargs, error, name):
     args = dict(dim=4, codebook_size=8)
     args.update(kwargs)

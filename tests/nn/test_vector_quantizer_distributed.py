@@ -9,15 +9,15 @@ import torch
 import torch.distributed as dist
 
 from conftest import run_processes
-
 from latentops.nn import VectorQuantizer
 
 WORLD = 2
 DIM, CODES = 3, 12
 TIMEOUT_S = 45
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="needs torch.distributed with gloo")
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo"
+)
 
 
 def _batch(rank: int, step: int, shift: float = 0.0) -> torch.Tensor:
@@ -44,8 +44,13 @@ def _batches(scenario: str, rank: int) -> list[torch.Tensor]:
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=WORLD, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=TIMEOUT_S),
+    )
     try:
         results = {}
         for scenario in ("ema", "kmeans", "dead"):

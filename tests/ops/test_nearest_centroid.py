@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from conftest import CUDA, backend_params, requires_cuda
 
 import latentops
+from conftest import CUDA, backend_params, requires_cuda
 from latentops import testing
 from latentops.reference import nearest_centroid as reference
 
@@ -36,7 +36,9 @@ def check_result(z, c, indices, sq_dist, accuracy="exact"):
     assert (chosen <= best + slack).all(), (chosen - best).max()
     direct = (z64 - c64[idx]).square().sum(1)
     assert sq_dist.dtype == torch.float32
-    torch.testing.assert_close(sq_dist.cpu().double().reshape(-1), direct, rtol=1e-5, atol=1e-7 * scale.max().item() if len(scale) else 0)
+    torch.testing.assert_close(
+        sq_dist.cpu().double().reshape(-1), direct, rtol=1e-5, atol=1e-7 * scale.max().item() if len(scale) else 0
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

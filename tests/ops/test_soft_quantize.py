@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from conftest import CUDA, backend_params
 
 import latentops
+from conftest import CUDA, backend_params
 from latentops import testing
 from latentops.kernel_enums import PrecisionLayout
 from latentops.nn import SoftVectorQuantizer
@@ -40,14 +40,16 @@ def _rel(a, b):
 def test_forward_and_gradients_match_float64(backend, layout, with_prior, gen):
     device = _device(backend)
     for n, k, d in _shapes(backend):
-        z64, c64, s64, b64 = testing.soft_quantize_sample(n, k, d, precision_layout=layout, log_prior=with_prior,
-                                                          generator=gen, dtype=torch.float64)
+        z64, c64, s64, b64 = testing.soft_quantize_sample(
+            n, k, d, precision_layout=layout, log_prior=with_prior, generator=gen, dtype=torch.float64
+        )
         g64 = torch.randn(n, d, generator=gen, dtype=torch.float64)
         leaves64 = [t.requires_grad_(True) for t in (z64, c64, s64, b64) if isinstance(t, torch.Tensor)]
         _plain(z64, c64, s64, b64).backward(g64)
 
         def to32(t):
             return t.detach().float().to(device).requires_grad_(True) if isinstance(t, torch.Tensor) else t
+
         z, c, s, b = (to32(t) for t in (z64, c64, s64, b64))
         out = latentops.soft_quantize(z, c, s, b, backend=backend)
         assert out.shape == (n, d) and out.dtype == torch.float32 and out.device == z.device
@@ -77,7 +79,7 @@ def test_fast_accuracy_lands_where_tf32_does(backend, gen):
     c = c64.detach().float().to(device).requires_grad_(True)
     out = latentops.soft_quantize(z, c, s, accuracy="fast", backend=backend)
     out.backward(g64.float().to(device))
-    tf32_error = 2.0 ** -11 * d ** 0.5 * s * z64.detach().norm(dim=1).max().item() * c64.detach().norm(dim=1).max().item()
+    tf32_error = 2.0**-11 * d**0.5 * s * z64.detach().norm(dim=1).max().item() * c64.detach().norm(dim=1).max().item()
     assert _rel(out.cpu(), _plain(z64.detach(), c64.detach(), s, None)) < max(10 * tf32_error, 1e-4)
     assert _rel(z.grad.cpu(), z64.grad) < max(20 * tf32_error, 1e-3)
     assert _rel(c.grad.cpu(), c64.grad) < max(20 * tf32_error, 1e-3)
@@ -151,8 +153,7 @@ def test_leading_dims_empty_and_noncontiguous(backend, gen):
     ref = _plain(z.reshape(6, 5).cpu().double(), c.cpu().double(), s.reshape(6, 1).cpu().double(), None)
     assert _rel(out.reshape(6, 5).cpu(), ref) < 2e-5
     for layout in ("transposed", "strided"):
-        z, c, s, b = testing.soft_quantize_sample(9, 7, 5, log_prior=True, generator=gen, device=device,
-                                                   layout=layout)
+        z, c, s, b = testing.soft_quantize_sample(9, 7, 5, log_prior=True, generator=gen, device=device, layout=layout)
         assert not z.is_contiguous() and not c.is_contiguous()
         ref = _plain(z.cpu().double(), c.cpu().double(), s, b.cpu().double())
         assert _rel(latentops.soft_quantize(z, c, s, b, backend=backend).cpu(), ref) < 2e-5
@@ -183,13 +184,29 @@ def test_opcheck(backend, gen):
     s = (torch.rand(13, generator=gen) + 0.5).to(device).requires_grad_(True)
     b = torch.randn(6, generator=gen).to(device).requires_grad_(True)
     torch.library.opcheck(torch.ops.latentops.soft_quantize_forward, (z, c, s, 1, b, "exact", backend))
-    torch.library.opcheck(torch.ops.latentops.soft_quantize_forward,
-                          (z.detach(), c.detach(), s[:1].detach(), 0, None, "fast", backend))
-    z_hat, lse = torch.ops.latentops.soft_quantize_forward(z.detach(), c.detach(), s.detach(), 1, b.detach(),
-                                                           "exact", backend)
-    torch.library.opcheck(torch.ops.latentops.soft_quantize_backward,
-                          (torch.randn_like(z_hat), z.detach(), c.detach(), s.detach(), 1, b.detach(), z_hat, lse,
-                           "exact", backend, True, True))
+    torch.library.opcheck(
+        torch.ops.latentops.soft_quantize_forward, (z.detach(), c.detach(), s[:1].detach(), 0, None, "fast", backend)
+    )
+    z_hat, lse = torch.ops.latentops.soft_quantize_forward(
+        z.detach(), c.detach(), s.detach(), 1, b.detach(), "exact", backend
+    )
+    torch.library.opcheck(
+        torch.ops.latentops.soft_quantize_backward,
+        (
+            torch.randn_like(z_hat),
+            z.detach(),
+            c.detach(),
+            s.detach(),
+            1,
+            b.detach(),
+            z_hat,
+            lse,
+            "exact",
+            backend,
+            True,
+            True,
+        ),
+    )
 
 
 def test_torch_compile_fullgraph(gen):
@@ -211,7 +228,11 @@ def test_torch_compile_fullgraph(gen):
         ({"codebook": torch.randn(5, 2)}, ValueError, r"D = 2.*\(4, 3\).*\(5, 2\)"),
         ({"codebook": torch.randn(0, 3)}, ValueError, r"codebook must be 2-D \(K, D\) with K ≥ 1"),
         ({"precision": -1.0}, ValueError, r"precision must be ≥ 0"),
-        ({"precision": torch.ones(4, 2)}, ValueError, r"precision must be a float or a tensor of shape.*got shape \(4, 2\)"),
+        (
+            {"precision": torch.ones(4, 2)},
+            ValueError,
+            r"precision must be a float or a tensor of shape.*got shape \(4, 2\)",
+        ),
         ({"precision": torch.ones(4, 1, dtype=torch.int64)}, TypeError, r"precision must be float"),
         ({"log_prior": torch.zeros(3)}, ValueError, r"log_prior must have shape \(K,\) = \(5,\)"),
         ({"z": torch.ones(4, 3, dtype=torch.int32)}, TypeError, r"z must be float"),
@@ -235,11 +256,13 @@ def test_peak_memory_stays_far_below_one_nxk_matrix():
     import subprocess
     import sys
 
-    code = ("import resource, torch, latentops\n"
-            "z = torch.randn(65536, 64, requires_grad=True); c = torch.randn(4096, 64, requires_grad=True)\n"
-            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "latentops.soft_quantize(z, c, 0.05, backend='cpu').sum().backward()\n"
-            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)")
+    code = (
+        "import resource, torch, latentops\n"
+        "z = torch.randn(65536, 64, requires_grad=True); c = torch.randn(4096, 64, requires_grad=True)\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "latentops.soft_quantize(z, c, 0.05, backend='cpu').sum().backward()\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)"
+    )
     del resource
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     extra = int(out.stdout.strip().splitlines()[-1])

@@ -8,9 +8,9 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-from conftest import run_processes
 from safetensors.torch import load_file
 
+from conftest import run_processes
 from latentops.data import LinesDataset
 from latentops.pipelines import distributed, train
 from latentops.pipelines.autoencoders import AutoencoderTask
@@ -21,23 +21,31 @@ from .tiny import tiny_config
 WORLD = 2
 TIMEOUT_S = 120
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="needs torch.distributed with gloo")
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo"
+)
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=TIMEOUT_S),
+    )
     try:
         for model in ("baseline", "vqvae"):
             config = tiny_config(os.path.join(out_dir, model), model, steps=4)
             run = Runner(AutoencoderTask(config, LinesDataset(test_count=64)), distributed.setup("cpu"))
             run.run()
-            torch.save({k: v.detach().clone() for k, v in run.training.model.state_dict().items()},
-                       os.path.join(out_dir, f"{model}-rank{rank}.pt"))
+            torch.save(
+                {k: v.detach().clone() for k, v in run.training.model.state_dict().items()},
+                os.path.join(out_dir, f"{model}-rank{rank}.pt"),
+            )
     finally:
         dist.destroy_process_group()
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from latentops.data import draw_lines, lines
-from latentops.pipelines import decode_interpolations, interpolation_metrics
 from latentops.models import build_model
+from latentops.pipelines import decode_interpolations, interpolation_metrics
 
 
 def _pairs(count=6):

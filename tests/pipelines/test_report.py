@@ -7,17 +7,28 @@ from latentops.pipelines.report import markdown_table, write_report
 
 def _run(folder, model, dataset="lines", **metrics):
     folder.mkdir(parents=True)
-    summary = {"model": model, "dataset": dataset, "steps": 100, "images_per_s": 1234.5,
-               "probe_accuracy": 0.5, "clustering_accuracy": 0.25, "test_mse": 0.01, **metrics}
+    summary = {
+        "model": model,
+        "dataset": dataset,
+        "steps": 100,
+        "images_per_s": 1234.5,
+        "probe_accuracy": 0.5,
+        "clustering_accuracy": 0.25,
+        "test_mse": 0.01,
+        **metrics,
+    }
     (folder / "metrics.json").write_text(json.dumps(summary))
     (folder / "metrics.jsonl").write_text(
-        "".join(json.dumps({"kind": "train", "step": s, "loss/mse": 1.0 / s}) + "\n" for s in (1, 2, 3)))
+        "".join(json.dumps({"kind": "train", "step": s, "loss/mse": 1.0 / s}) + "\n" for s in (1, 2, 3))
+    )
     return folder
 
 
 def test_lines_table_follows_acai_table_1(tmp_path):
-    runs = [_run(tmp_path / "a", "acai", mean_distance=0.0024, smoothness=0.1),
-            _run(tmp_path / "b", "baseline", mean_distance=0.00688, smoothness=0.44)]
+    runs = [
+        _run(tmp_path / "a", "acai", mean_distance=0.0024, smoothness=0.1),
+        _run(tmp_path / "b", "baseline", mean_distance=0.00688, smoothness=0.44),
+    ]
     text, md, png = write_report(runs)
     lines = text.splitlines()
     assert lines[2] == "| Metric | Baseline | ACAI |"  # the zoo's order, not the arguments'
@@ -28,8 +39,7 @@ def test_lines_table_follows_acai_table_1(tmp_path):
 
 
 def test_other_datasets_get_accuracy_rows_and_runs_of_one_model_are_told_apart(tmp_path):
-    runs = [_run(tmp_path / "ops", "vqvae", dataset="digits"),
-            _run(tmp_path / "torch", "vqvae", dataset="digits")]
+    runs = [_run(tmp_path / "ops", "vqvae", dataset="digits"), _run(tmp_path / "torch", "vqvae", dataset="digits")]
     text, _, _ = write_report(runs, tmp_path / "out")
     assert "Mean Distance" not in text
     assert "| Metric | VQ-VAE (ops) | VQ-VAE (torch) |" in text
@@ -45,8 +55,10 @@ def test_a_run_without_metrics_is_named(tmp_path):
 
 
 def test_missing_values_show_as_a_dash(tmp_path):
-    runs = [_run(tmp_path / "a", "vae", mean_distance=0.001, smoothness=None),
-            _run(tmp_path / "b", "aae", mean_distance=0.001, smoothness=0.5)]
+    runs = [
+        _run(tmp_path / "a", "vae", mean_distance=0.001, smoothness=None),
+        _run(tmp_path / "b", "aae", mean_distance=0.001, smoothness=0.5),
+    ]
     loaded = [{"dir": run, "summary": json.loads((run / "metrics.json").read_text())} for run in runs]
     assert "| Smoothness | – | 0.50 |" in markdown_table(loaded)
 
@@ -68,16 +80,17 @@ def test_runs_of_two_tasks_get_a_table_each_with_their_own_rows(tmp_path, toy_re
 
     for lr in (0.1, 0.05):
         run(toy_registered, _config(tmp_path / f"toy-{lr}", lr=lr))
-    zoo = [_run(tmp_path / "acai", "acai", mean_distance=0.0024, smoothness=0.1),
-           _run(tmp_path / "baseline", "baseline", mean_distance=0.00688, smoothness=0.44)]
+    zoo = [
+        _run(tmp_path / "acai", "acai", mean_distance=0.0024, smoothness=0.1),
+        _run(tmp_path / "baseline", "baseline", mean_distance=0.00688, smoothness=0.44),
+    ]
     text, _, png = write_report([tmp_path / "toy-0.1", *zoo, tmp_path / "toy-0.05"], tmp_path / "out")
     lines, toy = text.split("\n\n**toy regression on toy**\n\n")
     # The zoo's table is the one a report of the zoo alone prints (the tasks' registry order).
     assert lines + "\n" == write_report(zoo, tmp_path / "zoo")[0]
     toy = toy.splitlines()
     assert toy[0] == "| Metric | toy lr=0.1 | toy lr=0.05 |"
-    assert [row.split(" |")[0] for row in toy[2:]] == ["| Test loss", "| Weight norm", "| Training images/s",
-                                                        "| Steps"]
+    assert [row.split(" |")[0] for row in toy[2:]] == ["| Test loss", "| Weight norm", "| Training images/s", "| Steps"]
     assert "Mean Distance" not in "\n".join(toy)
     assert png.stat().st_size > 0
 

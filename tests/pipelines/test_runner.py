@@ -91,4 +91,3 @@ def test_a_config_without_the_runners_options_is_named(tmp_path):
 
     with pytest.raises(TypeError, match="steps"):
         run(ToyTask, Partial(out=str(tmp_path)))
-

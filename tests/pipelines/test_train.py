@@ -25,8 +25,15 @@ def _losses(run_dir):
 def test_run_writes_its_outputs(tmp_path):
     summary = train(tiny_config(tmp_path / "run", downstream=True))
     run = tmp_path / "run"
-    for name in ("metrics.json", "metrics.jsonl", "config.json", "interpolation.png", "loss.png",
-                 "interpolation-frames.png", "latest"):
+    for name in (
+        "metrics.json",
+        "metrics.jsonl",
+        "config.json",
+        "interpolation.png",
+        "loss.png",
+        "interpolation-frames.png",
+        "latest",
+    ):
         assert (run / name).is_file(), name
     assert json.loads((run / "metrics.json").read_text()) == summary
     assert summary["steps"] == 6
@@ -38,7 +45,8 @@ def test_run_writes_its_outputs(tmp_path):
 
 @pytest.mark.parametrize("model", ["acai", "vqvae"])
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, model):
-    # acai: two optimizers, random α; vqvae: k-means init, EMA buffers, dead-code draws. Checkpoints at steps 2 and 4; the interruption hits step 5.
+    # acai: two optimizers, random α; vqvae: k-means init, EMA buffers, dead-code draws.
+    # Checkpoints at steps 2 and 4; the interruption hits step 5.
     train(tiny_config(tmp_path / "straight", model))
 
     original = Runner._train_step
@@ -85,9 +93,18 @@ def test_resume_with_another_setting_names_it(tmp_path):
         train(tiny_config(tmp_path / "a", steps=4, lr=5e-4, resume=True))
 
 
-@pytest.mark.parametrize("field, value", [("model", "nope"), ("dataset", "imagenet"), ("steps", 0),
-                                          ("batch_size", -1), ("lr", 0.0), ("backend", "cuda"),
-                                          ("eval_every", 0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("model", "nope"),
+        ("dataset", "imagenet"),
+        ("steps", 0),
+        ("batch_size", -1),
+        ("lr", 0.0),
+        ("backend", "cuda"),
+        ("eval_every", 0),
+    ],
+)
 def test_bad_settings_name_the_argument(tmp_path, field, value):
     flag = "--" + field.replace("_", "-")
     with pytest.raises(ValueError, match=flag):

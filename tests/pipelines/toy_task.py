@@ -11,7 +11,7 @@ import torch
 
 from latentops.models.base import Losses
 from latentops.pipelines import run_options as run
-from latentops.pipelines.options import COUNT, POSITIVE, option
+from latentops.pipelines.options import POSITIVE, option
 from latentops.pipelines.task import Row, Task, TaskReport, Training
 
 DIM = 5
@@ -50,8 +50,10 @@ class ToyReport(TaskReport):
         return f"toy regression on {dataset}"
 
     def rows(self, dataset):
-        return [Row("test_loss", "Test loss", lambda v: f"{v:.3f}"),
-                Row("weight_norm", "Weight norm", lambda v: f"{v:.2f}")]
+        return [
+            Row("test_loss", "Test loss", lambda v: f"{v:.3f}"),
+            Row("weight_norm", "Weight norm", lambda v: f"{v:.2f}"),
+        ]
 
     def column(self, summary):
         return f"toy lr={summary['lr']}"
@@ -82,8 +84,10 @@ class ToyTask(Task):
         self.device = device
         self.model = ToyModel().to(device)
         groups = {"linear": list(self.model.linear.parameters()), "scale": [self.model.scale]}
-        optimizers = {"linear": torch.optim.SGD(groups["linear"], lr=self.config.lr, momentum=0.9),
-                      "scale": torch.optim.Adam(groups["scale"], lr=self.config.lr)}
+        optimizers = {
+            "linear": torch.optim.SGD(groups["linear"], lr=self.config.lr, momentum=0.9),
+            "scale": torch.optim.Adam(groups["scale"], lr=self.config.lr),
+        }
         schedulers = {"linear": torch.optim.lr_scheduler.StepLR(optimizers["linear"], step_size=3, gamma=0.5)}
         return Training(self.model, groups, optimizers, schedulers)
 

@@ -15,17 +15,21 @@ def load_dataset(name: str, data_dir=None) -> ImageDataset:
         return LinesDataset()
     if name == "digits":
         from latentops.data.digits import load_digits
+
         return load_digits()
     if name == "mnist":
         from latentops.data.mnist import load_mnist
+
         return load_mnist(data_dir)
     if name == "svhn":
         from latentops.data.svhn import load_svhn
+
         return load_svhn(data_dir)
     if name == "cifar10":
         from latentops.data.cifar10 import load_cifar10
+
         return load_cifar10(data_dir)
     raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
 
 
-__all__ = ["ArrayDataset", "DATASETS", "ImageDataset", "LinesDataset", "draw_lines", "load_dataset"]
+__all__ = ["DATASETS", "ArrayDataset", "ImageDataset", "LinesDataset", "draw_lines", "load_dataset"]

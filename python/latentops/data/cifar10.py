@@ -24,17 +24,18 @@ def _read_batch(path) -> tuple[torch.Tensor, torch.Tensor]:
     data = np.asarray(batch[b"data"], dtype=np.uint8)
     labels = np.asarray(batch[b"labels"], dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
-        raise ValueError(f"{path}: expected data (N, 3072) and N labels, got {data.shape} and "
-                         f"{labels.shape}")
+        raise ValueError(f"{path}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}")
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).astype(np.float32))
     return images.div_(127.5).sub_(1.0), torch.from_numpy(labels)
 
 
 def load_cifar10(data_dir) -> ArrayDataset:
-    paths = find_files(data_dir, "cifar10", "cifar-10-batches-py",
-                       [[name] for name in TRAIN_FILES + TEST_FILES], SOURCE)
+    paths = find_files(
+        data_dir, "cifar10", "cifar-10-batches-py", [[name] for name in TRAIN_FILES + TEST_FILES], SOURCE
+    )
     batches = [_read_batch(path) for path in paths]
-    train = batches[:len(TRAIN_FILES)]
+    train = batches[: len(TRAIN_FILES)]
     test_images, test_labels = batches[-1]
-    return ArrayDataset("cifar10", torch.cat([b[0] for b in train]), torch.cat([b[1] for b in train]),
-                        test_images, test_labels)
+    return ArrayDataset(
+        "cifar10", torch.cat([b[0] for b in train]), torch.cat([b[1] for b in train]), test_images, test_labels
+    )

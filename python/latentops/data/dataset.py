@@ -22,8 +22,10 @@ def _check_batch(batch_size: int, world: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int ≥ 1, got {batch_size!r}")
     if batch_size % world:
-        raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of "
-                         f"processes ({world}): each takes an equal share of the global batch")
+        raise ValueError(
+            f"batch_size ({batch_size}) must be a multiple of the number of "
+            f"processes ({world}): each takes an equal share of the global batch"
+        )
 
 
 class ImageDataset:
@@ -33,8 +35,9 @@ class ImageDataset:
     image_shape: tuple[int, int, int]
     num_classes: int
 
-    def train_batch(self, step: int, batch_size: int, seed: int, rank: int = 0,
-                    world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(
+        self, step: int, batch_size: int, seed: int, rank: int = 0, world: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's rows of the global training batch number `step` (batch_size rows in all)."""
         raise NotImplementedError
 
@@ -76,13 +79,21 @@ class LinesDataset(ImageDataset):
 class ArrayDataset(ImageDataset):
     """A finite dataset in memory, sampled in epochs of seeded random permutations."""
 
-    def __init__(self, name: str, train_images: torch.Tensor, train_labels: torch.Tensor,
-                 test_images: torch.Tensor, test_labels: torch.Tensor, num_classes: int = 10):
-        for split, images, labels in (("train", train_images, train_labels),
-                                      ("test", test_images, test_labels)):
+    def __init__(
+        self,
+        name: str,
+        train_images: torch.Tensor,
+        train_labels: torch.Tensor,
+        test_images: torch.Tensor,
+        test_labels: torch.Tensor,
+        num_classes: int = 10,
+    ):
+        for split, images, labels in (("train", train_images, train_labels), ("test", test_images, test_labels)):
             if images.dim() != 4 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
-                raise ValueError(f"{name} {split} images must be (N ≥ 1, C, H, W) with N labels, "
-                                 f"got {tuple(images.shape)} and {tuple(labels.shape)}")
+                raise ValueError(
+                    f"{name} {split} images must be (N ≥ 1, C, H, W) with N labels, "
+                    f"got {tuple(images.shape)} and {tuple(labels.shape)}"
+                )
         self.name = name
         self.train_images, self.train_labels = train_images, train_labels.long()
         self.test_images, self.test_labels = test_images, test_labels.long()
@@ -97,7 +108,7 @@ class ArrayDataset(ImageDataset):
         while len(rows) < batch_size:  # a batch may straddle epochs (and span several if n is tiny)
             epoch, offset = divmod(start + len(rows), n)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(seed, -1 - epoch)))
-            rows.extend(order[offset:offset + batch_size - len(rows)].tolist())
+            rows.extend(order[offset : offset + batch_size - len(rows)].tolist())
         index = _rank_rows(torch.tensor(rows), rank, world)
         return self.train_images[index], self.train_labels[index]
 

@@ -19,5 +19,6 @@ def load_digits() -> ArrayDataset:
     # Pixel values are counts 0..16 of an original 4×4 block; map them to [−1, 1].
     images = torch.from_numpy(bunch.images).float().div_(8.0).sub_(1.0).unsqueeze(1)
     labels = torch.from_numpy(bunch.target).long()
-    return ArrayDataset("digits", images[:-TEST_COUNT], labels[:-TEST_COUNT],
-                        images[-TEST_COUNT:], labels[-TEST_COUNT:])
+    return ArrayDataset(
+        "digits", images[:-TEST_COUNT], labels[:-TEST_COUNT], images[-TEST_COUNT:], labels[-TEST_COUNT:]
+    )

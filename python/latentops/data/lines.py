@@ -30,8 +30,8 @@ def draw_lines(angles: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"angles must be a float tensor, got {angles.dtype}")
     theta = angles.to(torch.float32).reshape(-1, 1, 1)
     coords = torch.arange(SIZE, dtype=torch.float32, device=angles.device)
-    px = (coords - CENTER).reshape(1, 1, SIZE)       # columns
-    py = (CENTER - coords).reshape(1, SIZE, 1)       # rows, with y up
+    px = (coords - CENTER).reshape(1, 1, SIZE)  # columns
+    py = (CENTER - coords).reshape(1, SIZE, 1)  # rows, with y up
     dx, dy = torch.cos(theta), torch.sin(theta)
     # Distance from each pixel centre to the segment centre → centre + LENGTH·(dx, dy).
     t = (px * dx + py * dy).clamp(0.0, LENGTH)

@@ -36,8 +36,9 @@ def read_idx(path) -> np.ndarray:
     count = int(np.prod(shape)) if shape else 1
     offset = 4 + 4 * ndim
     if len(data) < offset + count * dtype.itemsize:
-        raise ValueError(f"{path} is truncated: shape {shape} needs {count * dtype.itemsize} "
-                         f"data bytes, got {len(data) - offset}")
+        raise ValueError(
+            f"{path} is truncated: shape {shape} needs {count * dtype.itemsize} data bytes, got {len(data) - offset}"
+        )
     return np.frombuffer(data, dtype, count, offset).reshape(shape)
 
 
@@ -49,8 +50,9 @@ def load_mnist(data_dir) -> ArrayDataset:
         images = torch.from_numpy(read_idx(paths[f"{split}_images"]).astype(np.float32))
         labels = torch.from_numpy(read_idx(paths[f"{split}_labels"]).astype(np.int64))
         if images.dim() != 3:
-            raise ValueError(f"{paths[f'{split}_images']}: expected (N, rows, cols) images, "
-                             f"got shape {tuple(images.shape)}")
+            raise ValueError(
+                f"{paths[f'{split}_images']}: expected (N, rows, cols) images, got shape {tuple(images.shape)}"
+            )
         images = images.div_(127.5).sub_(1.0).unsqueeze(1)
         # 28×28 → 32×32 with background, so the encoder's 2× poolings divide evenly.
         pad = (32 - images.shape[-1]) // 2

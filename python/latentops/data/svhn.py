@@ -21,11 +21,12 @@ def load_svhn(data_dir) -> ArrayDataset:
     for path in paths:
         mat = loadmat(path)
         if "X" not in mat or "y" not in mat:
-            raise ValueError(f"{path}: expected variables X and y, got {sorted(k for k in mat if not k.startswith('__'))}")
+            raise ValueError(
+                f"{path}: expected variables X and y, got {sorted(k for k in mat if not k.startswith('__'))}"
+            )
         x, y = mat["X"], np.asarray(mat["y"]).reshape(-1)
         if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.shape[0]:
-            raise ValueError(f"{path}: expected X of shape (32, 32, 3, N) and N labels, "
-                             f"got {x.shape} and {y.shape}")
+            raise ValueError(f"{path}: expected X of shape (32, 32, 3, N) and N labels, got {x.shape} and {y.shape}")
         images = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)).astype(np.float32))
         labels = torch.from_numpy(y.astype(np.int64) % 10)  # 10 stands for the digit 0
         splits += [images.div_(127.5).sub_(1.0), labels]

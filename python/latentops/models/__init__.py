@@ -28,8 +28,9 @@ def default_scales(image_shape) -> int:
     return max(1, int(math.log2(min(image_shape[1:]) // 4)))
 
 
-def build_model(name: str, image_shape, *, depth: int = 16, latent: int = 16,
-                scales: int | None = None, **options) -> Autoencoder:
+def build_model(
+    name: str, image_shape, *, depth: int = 16, latent: int = 16, scales: int | None = None, **options
+) -> Autoencoder:
     """Model `name` (a key of MODELS) for images of image_shape (C, H, W); options go to its class."""
     if name not in MODELS:
         raise ValueError(f"model must be one of {tuple(MODELS)}, got {name!r}")
@@ -37,6 +38,20 @@ def build_model(name: str, image_shape, *, depth: int = 16, latent: int = 16,
     return MODELS[name](tuple(image_shape), depth, latent, scales, **options)
 
 
-__all__ = ["ACAI", "AdversarialAutoencoder", "Autoencoder", "Critic", "Decoder", "DenoisingAutoencoder",
-           "DropoutAutoencoder", "Encoder", "Losses", "MODELS", "SoftVQAutoencoder", "VAE", "VQVAE",
-           "build_model", "default_scales"]
+__all__ = [
+    "ACAI",
+    "MODELS",
+    "VAE",
+    "VQVAE",
+    "AdversarialAutoencoder",
+    "Autoencoder",
+    "Critic",
+    "Decoder",
+    "DenoisingAutoencoder",
+    "DropoutAutoencoder",
+    "Encoder",
+    "Losses",
+    "SoftVQAutoencoder",
+    "build_model",
+    "default_scales",
+]

@@ -21,8 +21,7 @@ class AdversarialAutoencoder(Autoencoder):
     with the per-pixel mean instead, the adversary wins from the start: on lines the decoder never
     leaves the mean image, test MSE 0.11 after 1,500 steps against 0.007.)"""
 
-    def __init__(self, image_shape, depth=16, latent=16, scales=3, *, adv_weight: float = 1.0,
-                 disc_hidden: int = 256):
+    def __init__(self, image_shape, depth=16, latent=16, scales=3, *, adv_weight: float = 1.0, disc_hidden: int = 256):
         super().__init__(image_shape, depth, latent, scales)
         if not adv_weight >= 0:
             raise ValueError(f"adv_weight must be ≥ 0, got {adv_weight!r}")
@@ -30,14 +29,19 @@ class AdversarialAutoencoder(Autoencoder):
         self.pixels = image_shape[0] * image_shape[1] * image_shape[2]
         size = latent * (image_shape[1] >> scales) * (image_shape[2] >> scales)
         self.discriminator = nn.Sequential(
-            nn.Linear(size, disc_hidden), nn.LeakyReLU(0.2),
-            nn.Linear(disc_hidden, disc_hidden), nn.LeakyReLU(0.2),
-            nn.Linear(disc_hidden, 1))
+            nn.Linear(size, disc_hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(disc_hidden, disc_hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(disc_hidden, 1),
+        )
 
     def param_groups(self):
         disc = set(map(id, self.discriminator.parameters()))
-        return {"autoencoder": [p for p in self.parameters() if id(p) not in disc],
-                "discriminator": list(self.discriminator.parameters())}
+        return {
+            "autoencoder": [p for p in self.parameters() if id(p) not in disc],
+            "discriminator": list(self.discriminator.parameters()),
+        }
 
     def losses(self, x):
         z = self.encode(x)
@@ -46,11 +50,13 @@ class AdversarialAutoencoder(Autoencoder):
         real = self.discriminator(torch.randn_like(z).flatten(1))
         fool = F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
         # Its backward is restricted to the discriminator's parameters, so z needs no detach.
-        disc = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + \
-            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
-        return Losses({"autoencoder": reconstruction + self.adv_weight / self.pixels * fool,
-                       "discriminator": disc},
-                      {"mse": reconstruction.detach(), "disc": disc.detach()})
+        disc = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
+            fake, torch.zeros_like(fake)
+        )
+        return Losses(
+            {"autoencoder": reconstruction + self.adv_weight / self.pixels * fool, "discriminator": disc},
+            {"mse": reconstruction.detach(), "disc": disc.detach()},
+        )
 
 
 class ACAI(Autoencoder):
@@ -61,8 +67,17 @@ class ACAI(Autoencoder):
     Autoencoder loss: MSE + λ · critic(interpolant)²; critic loss: (critic(interpolant) − α)² +
     critic(γx + (1 − γ)x̂)². The critic has the encoder's architecture at depth adv_depth."""
 
-    def __init__(self, image_shape, depth=16, latent=16, scales=3, *, adv_weight: float = 0.5,
-                 reg: float = 0.2, adv_depth: int | None = None):
+    def __init__(
+        self,
+        image_shape,
+        depth=16,
+        latent=16,
+        scales=3,
+        *,
+        adv_weight: float = 0.5,
+        reg: float = 0.2,
+        adv_depth: int | None = None,
+    ):
         super().__init__(image_shape, depth, latent, scales)
         if not adv_weight >= 0:
             raise ValueError(f"adv_weight must be ≥ 0, got {adv_weight!r}")
@@ -73,8 +88,10 @@ class ACAI(Autoencoder):
 
     def param_groups(self):
         critic = set(map(id, self.critic.parameters()))
-        return {"autoencoder": [p for p in self.parameters() if id(p) not in critic],
-                "critic": list(self.critic.parameters())}
+        return {
+            "autoencoder": [p for p in self.parameters() if id(p) not in critic],
+            "critic": list(self.critic.parameters()),
+        }
 
     def losses(self, x):
         z = self.encode(x)
@@ -89,5 +106,6 @@ class ACAI(Autoencoder):
         # The critic's backward is restricted to its own parameters: nothing needs a detach, and
         # critic(mixed) is computed once for both losses.
         critic = (critic_mixed - alpha.flatten()).square().mean() + critic_blend.square().mean()
-        return Losses({"autoencoder": autoencoder, "critic": critic},
-                      {"mse": reconstruction.detach(), "critic": critic.detach()})
+        return Losses(
+            {"autoencoder": autoencoder, "critic": critic}, {"mse": reconstruction.detach(), "critic": critic.detach()}
+        )

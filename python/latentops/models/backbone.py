@@ -30,8 +30,10 @@ def check_backbone(image_shape, depth: int, latent: int, scales: int) -> None:
         raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
     _, height, width = image_shape
     if height % (1 << scales) or width % (1 << scales):
-        raise ValueError(f"scales={scales} halves the image {scales} times: height and width "
-                         f"must be multiples of {1 << scales}, got image_shape {tuple(image_shape)}")
+        raise ValueError(
+            f"scales={scales} halves the image {scales} times: height and width "
+            f"must be multiples of {1 << scales}, got image_shape {tuple(image_shape)}"
+        )
 
 
 class Encoder(nn.Sequential):

@@ -16,8 +16,12 @@ def _load() -> ModuleType | None:
     try:
         return importlib.import_module("latentops._C")
     except Exception as exc:  # an ImportError, or a broken install raising anything else
-        warnings.warn(f"latentops: the compiled extension is unavailable ({type(exc).__name__}: {exc}); "
-                      "the cpu and cuda backends are off", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"latentops: the compiled extension is unavailable ({type(exc).__name__}: {exc}); "
+            "the cpu and cuda backends are off",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
 
 

@@ -10,7 +10,7 @@ import torch
 
 from latentops.kernel_enums import GraphMetric
 from latentops.native import library
-from latentops.reference.graph import per_graph, regroup
+from latentops.reference.graph import per_graph
 
 
 def _addresses(ts: list[torch.Tensor], device) -> torch.Tensor:
@@ -28,8 +28,18 @@ def _similarity(xs, metric, sigma, relu, launch, **device_args):
     w = torch.empty((g, n, n), dtype=torch.float32, device=device)
     stats = torch.empty((g, n), dtype=torch.float32, device=device)
     ptrs, dims = _addresses(graphs, device), _widths(graphs, device)
-    launch(xs=ptrs.data_ptr(), dims=dims.data_ptr(), g=g, n=n, metric=GraphMetric[metric.upper()],
-           sigma=float(sigma), relu=bool(relu), w=w.data_ptr(), stats=stats.data_ptr(), **device_args)
+    launch(
+        xs=ptrs.data_ptr(),
+        dims=dims.data_ptr(),
+        g=g,
+        n=n,
+        metric=GraphMetric[metric.upper()],
+        sigma=float(sigma),
+        relu=bool(relu),
+        w=w.data_ptr(),
+        stats=stats.data_ptr(),
+        **device_args,
+    )
     return w, stats
 
 
@@ -40,9 +50,20 @@ def _sparse_backward(xs, rowptr, col, coef, alpha, beta, gamma, launch, **device
     g, n = len(graphs), graphs[0].shape[0]
     coef, alpha, beta, gamma = (t.float().contiguous() for t in (coef, alpha, beta, gamma))
     ptrs, out_ptrs, dims = _addresses(graphs, device), _addresses(grad_graphs, device), _widths(graphs, device)
-    launch(xs=ptrs.data_ptr(), dims=dims.data_ptr(), g=g, n=n, rowptr=rowptr.data_ptr(), col=col.data_ptr(),
-           coef=coef.data_ptr(), alpha=alpha.data_ptr(), beta=beta.data_ptr(), gamma=gamma.data_ptr(),
-           grads=out_ptrs.data_ptr(), **device_args)
+    launch(
+        xs=ptrs.data_ptr(),
+        dims=dims.data_ptr(),
+        g=g,
+        n=n,
+        rowptr=rowptr.data_ptr(),
+        col=col.data_ptr(),
+        coef=coef.data_ptr(),
+        alpha=alpha.data_ptr(),
+        beta=beta.data_ptr(),
+        gamma=gamma.data_ptr(),
+        grads=out_ptrs.data_ptr(),
+        **device_args,
+    )
     return grads
 
 
@@ -51,18 +72,26 @@ def similarity_graph_forward_cpu(xs, metric, sigma, relu):
 
 
 def similarity_graph_sparse_backward_cpu(xs, rowptr, col, coef, alpha, beta, gamma):
-    return _sparse_backward(xs, rowptr, col, coef, alpha, beta, gamma,
-                            library.similarity_graph_sparse_backward_cpu)
+    return _sparse_backward(xs, rowptr, col, coef, alpha, beta, gamma, library.similarity_graph_sparse_backward_cpu)
 
 
 def similarity_graph_forward_cuda(xs, metric, sigma, relu):
     with torch.cuda.device(xs[0].device):
-        return _similarity(xs, metric, sigma, relu, library.similarity_graph_cuda,
-                           stream=torch.cuda.current_stream().cuda_stream)
+        return _similarity(
+            xs, metric, sigma, relu, library.similarity_graph_cuda, stream=torch.cuda.current_stream().cuda_stream
+        )
 
 
 def similarity_graph_sparse_backward_cuda(xs, rowptr, col, coef, alpha, beta, gamma):
     with torch.cuda.device(xs[0].device):
-        return _sparse_backward(xs, rowptr, col, coef, alpha, beta, gamma,
-                                library.similarity_graph_sparse_backward_cuda,
-                                stream=torch.cuda.current_stream().cuda_stream)
+        return _sparse_backward(
+            xs,
+            rowptr,
+            col,
+            coef,
+            alpha,
+            beta,
+            gamma,
+            library.similarity_graph_sparse_backward_cuda,
+            stream=torch.cuda.current_stream().cuda_stream,
+        )

@@ -4,4 +4,12 @@ from latentops.nn.graph_losses import GeometryTargetLoss, GraphDistillationLoss,
 from latentops.nn.soft_vector_quantizer import SoftVectorQuantizer, SoftVQOutput
 from latentops.nn.vector_quantizer import VectorQuantizer, VQOutput
 
-__all__ = ["GeometryTargetLoss", "GraphDistillationLoss", "SmoothnessVariationLoss", "SoftVQOutput", "SoftVectorQuantizer", "VQOutput", "VectorQuantizer"]
+__all__ = [
+    "GeometryTargetLoss",
+    "GraphDistillationLoss",
+    "SmoothnessVariationLoss",
+    "SoftVQOutput",
+    "SoftVectorQuantizer",
+    "VQOutput",
+    "VectorQuantizer",
+]

@@ -29,12 +29,15 @@ class _GraphOptions(nn.Module):
         self.symmetrize, self.normalize, self.backend = symmetrize, normalize, backend
 
     def graph_options(self) -> dict:
-        return dict(metric=self.metric, sigma=self.sigma, relu=self.relu, symmetrize=self.symmetrize,
-                    backend=self.backend)
+        return dict(
+            metric=self.metric, sigma=self.sigma, relu=self.relu, symmetrize=self.symmetrize, backend=self.backend
+        )
 
     def extra_repr(self) -> str:
-        return (f"k={self.k}, metric={self.metric!r}, sigma={self.sigma}, relu={self.relu}, "
-                f"symmetrize={self.symmetrize!r}, normalize={self.normalize!r}")
+        return (
+            f"k={self.k}, metric={self.metric!r}, sigma={self.sigma}, relu={self.relu}, "
+            f"symmetrize={self.symmetrize!r}, normalize={self.normalize!r}"
+        )
 
 
 class GraphDistillationLoss(_GraphOptions):
@@ -48,10 +51,20 @@ class GraphDistillationLoss(_GraphOptions):
     forward(student, teacher): each a tensor (n, ...) or a list of L layers' (n, ...) tensors
     (same n across both lists; widths may differ between student and teacher)."""
 
-    def __init__(self, *, k: int | None = None, power: int = 1, teacher_mask: bool = False,
-                 metric: str = "cosine", sigma: float = 1.0, relu: bool = True,
-                 symmetrize: str = "union", normalize: str | None = None,
-                 reduction: str = "sum", backend: str | None = None):
+    def __init__(
+        self,
+        *,
+        k: int | None = None,
+        power: int = 1,
+        teacher_mask: bool = False,
+        metric: str = "cosine",
+        sigma: float = 1.0,
+        relu: bool = True,
+        symmetrize: str = "union",
+        normalize: str | None = None,
+        reduction: str = "sum",
+        backend: str | None = None,
+    ):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
         check_int("power", power)
         check_choice("reduction", reduction, ("sum", "mean"))
@@ -70,16 +83,18 @@ class GraphDistillationLoss(_GraphOptions):
                 mask = _knn_mask(w_t, self.k, self.symmetrize)
                 a_t = graph_ops.normalize_graph(w_t * mask, self.normalize)
             else:
-                a_t = graph_ops.similarity_graph([t.detach() for t in teacher], k=self.k,
-                                                 normalize=self.normalize, **opts)
+                a_t = graph_ops.similarity_graph(
+                    [t.detach() for t in teacher], k=self.k, normalize=self.normalize, **opts
+                )
         if self.teacher_mask:
             w_s = graph_ops.similarity_graph(student, **opts)
             a_s = graph_ops.normalize_graph(w_s * mask.to(w_s.dtype), self.normalize)
         else:
             a_s = graph_ops.similarity_graph(student, k=self.k, normalize=self.normalize, **opts)
         if a_s.shape[-1] != a_t.shape[-1]:
-            raise ValueError(f"student and teacher must have the same n: got graphs {tuple(a_s.shape)} "
-                             f"and {tuple(a_t.shape)}")
+            raise ValueError(
+                f"student and teacher must have the same n: got graphs {tuple(a_s.shape)} and {tuple(a_t.shape)}"
+            )
         if self.power > 1:
             a_s, a_t = torch.linalg.matrix_power(a_s, self.power), torch.linalg.matrix_power(a_t, self.power)
         diff = (a_t.to(a_s.dtype) - a_s).square().sum((1, 2))
@@ -104,10 +119,19 @@ class SmoothnessVariationLoss(_GraphOptions):
     forward(layers, labels): layers a list of L (n, ...) tensors (or (L, n, d)); labels (n, C)
     float, or (n,) integer classes (num_classes fixed at construction for torch.compile)."""
 
-    def __init__(self, *, k: int | None = None, power: int = 1, metric: str = "cosine",
-                 sigma: float = 1.0, relu: bool = True, symmetrize: str = "union",
-                 normalize: str | None = None, num_classes: int | None = None,
-                 backend: str | None = None):
+    def __init__(
+        self,
+        *,
+        k: int | None = None,
+        power: int = 1,
+        metric: str = "cosine",
+        sigma: float = 1.0,
+        relu: bool = True,
+        symmetrize: str = "union",
+        normalize: str | None = None,
+        num_classes: int | None = None,
+        backend: str | None = None,
+    ):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
         self.power, self.num_classes = power, num_classes
 
@@ -115,9 +139,15 @@ class SmoothnessVariationLoss(_GraphOptions):
         """s_l for every layer, (L,)."""
         if isinstance(layers, torch.Tensor) and layers.dim() == 2:
             layers = [layers]
-        s = graph_ops.graph_smoothness(layers, labels, k=self.k, power=self.power,
-                                       normalize=self.normalize, num_classes=self.num_classes,
-                                       **self.graph_options())
+        s = graph_ops.graph_smoothness(
+            layers,
+            labels,
+            k=self.k,
+            power=self.power,
+            normalize=self.normalize,
+            num_classes=self.num_classes,
+            **self.graph_options(),
+        )
         return s.reshape(-1)
 
     def forward(self, layers, labels) -> torch.Tensor:
@@ -134,10 +164,19 @@ class GeometryTargetLoss(_GraphOptions):
 
     forward(output (n, ...), labels (n, C) float / (n,) integer)."""
 
-    def __init__(self, *, k: int | None = None, metric: str = "cosine", sigma: float = 1.0,
-                 relu: bool = True, symmetrize: str = "union", normalize: str | None = None,
-                 num_classes: int | None = None, reduction: str = "sum",
-                 backend: str | None = None):
+    def __init__(
+        self,
+        *,
+        k: int | None = None,
+        metric: str = "cosine",
+        sigma: float = 1.0,
+        relu: bool = True,
+        symmetrize: str = "union",
+        normalize: str | None = None,
+        num_classes: int | None = None,
+        reduction: str = "sum",
+        backend: str | None = None,
+    ):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
         check_choice("reduction", reduction, ("sum", "mean"))
         self.num_classes, self.reduction = num_classes, reduction
@@ -149,7 +188,8 @@ class GeometryTargetLoss(_GraphOptions):
         n = a.shape[-1]
         y = label_matrix(labels, n, 1, a.device, self.num_classes)[0].to(a.dtype)
         with torch.no_grad():
-            target = graph_ops.similarity_graph(y, metric="cosine", relu=True, normalize=self.normalize,
-                                                backend=self.backend)
+            target = graph_ops.similarity_graph(
+                y, metric="cosine", relu=True, normalize=self.normalize, backend=self.backend
+            )
         diff = (a - target.to(a.dtype)).square().sum()
         return diff / max(n * n, 1) if self.reduction == "mean" else diff

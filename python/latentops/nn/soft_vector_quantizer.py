@@ -45,9 +45,18 @@ class SoftVectorQuantizer(nn.Module):
             posteriors of at most 4096 of the batch's vectors, without an N×K matrix.
     """
 
-    def __init__(self, dim: int, codebook_size: int, *, noise_std: float = 0.0,
-                 precision: float = 1.0, learn_precision: bool = False, beta: float = 0.25,
-                 straight_through: bool = False, accuracy: str = "exact"):
+    def __init__(
+        self,
+        dim: int,
+        codebook_size: int,
+        *,
+        noise_std: float = 0.0,
+        precision: float = 1.0,
+        learn_precision: bool = False,
+        beta: float = 0.25,
+        straight_through: bool = False,
+        accuracy: str = "exact",
+    ):
         super().__init__()
         for name, value in (("dim", dim), ("codebook_size", codebook_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -71,11 +80,12 @@ class SoftVectorQuantizer(nn.Module):
             self.register_buffer("log_precision", log_precision)
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, codebook_size={self.codebook_size}, noise_std={self.noise_std}, "
-                f"beta={self.beta}, straight_through={self.straight_through}, accuracy={self.accuracy!r}")
+        return (
+            f"dim={self.dim}, codebook_size={self.codebook_size}, noise_std={self.noise_std}, "
+            f"beta={self.beta}, straight_through={self.straight_through}, accuracy={self.accuracy!r}"
+        )
 
-    def forward(self, z: torch.Tensor, precision: torch.Tensor | None = None,
-                hard: bool = False) -> SoftVQOutput:
+    def forward(self, z: torch.Tensor, precision: torch.Tensor | None = None, hard: bool = False) -> SoftVQOutput:
         if not isinstance(z, torch.Tensor) or not z.is_floating_point():
             raise TypeError(f"z must be a float tensor, got {getattr(z, 'dtype', type(z).__name__)}")
         if z.dim() < 1 or z.shape[-1] != self.dim:
@@ -89,8 +99,9 @@ class SoftVectorQuantizer(nn.Module):
             if self.training and self.noise_std > 0:
                 noisy = z + self.noise_std * torch.randn_like(z)
             z_hat = soft_quantize(noisy, self.codebook, s, accuracy=self.accuracy)
-        loss = (z_hat.float() - z.detach().float()).square().mean() + \
-            self.beta * (z_hat.detach().float() - z.float()).square().mean()
+        loss = (z_hat.float() - z.detach().float()).square().mean() + self.beta * (
+            z_hat.detach().float() - z.float()
+        ).square().mean()
         quantized = z + (z_hat - z).detach() if self.straight_through else z_hat
         return SoftVQOutput(quantized, loss, self._perplexity(z, s))
 

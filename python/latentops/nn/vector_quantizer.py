@@ -62,13 +62,21 @@ class VectorQuantizer(nn.Module):
     search runs on z cast to float32, quantized comes back in z's dtype).
     """
 
-    def __init__(self, dim: int, codebook_size: int, *, beta: float = 0.25,
-                 ema_decay: float | None = 0.99, eps: float = 1e-5,
-                 dead_code_threshold: float = 0.0, kmeans_init: bool = False,
-                 sync_distributed: bool = True, kmeans_iters: int = 10):
+    def __init__(
+        self,
+        dim: int,
+        codebook_size: int,
+        *,
+        beta: float = 0.25,
+        ema_decay: float | None = 0.99,
+        eps: float = 1e-5,
+        dead_code_threshold: float = 0.0,
+        kmeans_init: bool = False,
+        sync_distributed: bool = True,
+        kmeans_iters: int = 10,
+    ):
         super().__init__()
-        for name, value in (("dim", dim), ("codebook_size", codebook_size),
-                            ("kmeans_iters", kmeans_iters)):
+        for name, value in (("dim", dim), ("codebook_size", codebook_size), ("kmeans_iters", kmeans_iters)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
         if not beta >= 0:
@@ -104,9 +112,11 @@ class VectorQuantizer(nn.Module):
         self.register_load_state_dict_post_hook(_mirror_initted)
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, codebook_size={self.codebook_size}, beta={self.beta}, "
-                f"ema_decay={self.ema_decay}, dead_code_threshold={self.dead_code_threshold}, "
-                f"kmeans_init={self.kmeans_init}")
+        return (
+            f"dim={self.dim}, codebook_size={self.codebook_size}, beta={self.beta}, "
+            f"ema_decay={self.ema_decay}, dead_code_threshold={self.dead_code_threshold}, "
+            f"kmeans_init={self.kmeans_init}"
+        )
 
     def forward(self, z: torch.Tensor) -> VQOutput:
         if not isinstance(z, torch.Tensor):
@@ -136,20 +146,19 @@ class VectorQuantizer(nn.Module):
         quantized = flat + (q.to(flat.dtype) - flat).detach()
 
         counts = torch.zeros(self.codebook_size, device=flat.device).index_add_(
-            0, indices, torch.ones(indices.shape, device=flat.device))
+            0, indices, torch.ones(indices.shape, device=flat.device)
+        )
         usage = counts / max(indices.shape[0], 1)
         perplexity = torch.exp(-(usage * torch.log(usage.clamp_min(1e-10))).sum())
 
         if self.training:
             self._update(flat32.detach(), indices, counts, distributed)
-        return VQOutput(quantized.reshape(z.shape), indices.reshape(z.shape[:-1]), loss,
-                        perplexity)
+        return VQOutput(quantized.reshape(z.shape), indices.reshape(z.shape[:-1]), loss, perplexity)
 
     # -- training-mode state updates (all under no_grad, no host syncs) ------------------------
 
     def _distributed(self) -> bool:
-        return (self.sync_distributed and dist.is_available() and dist.is_initialized()
-                and dist.get_world_size() > 1)
+        return self.sync_distributed and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
     @torch.no_grad()
     def _broadcast_state(self) -> None:
@@ -165,8 +174,7 @@ class VectorQuantizer(nn.Module):
         return tensors
 
     @torch.no_grad()
-    def _update(self, flat32: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor,
-                distributed: bool) -> None:
+    def _update(self, flat32: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor, distributed: bool) -> None:
         ema = self.ema_decay is not None
         decay = self.ema_decay if ema else 0.99
         if ema:
@@ -199,8 +207,7 @@ class VectorQuantizer(nn.Module):
         self.codebook.copy_(torch.where(dead_rows, candidates, self.codebook))
         self.cluster_size.masked_fill_(dead, self.dead_code_threshold)
         if self.ema_decay is not None:
-            self.embed_avg.copy_(torch.where(dead_rows, candidates * self.dead_code_threshold,
-                                             self.embed_avg))
+            self.embed_avg.copy_(torch.where(dead_rows, candidates * self.dead_code_threshold, self.embed_avg))
 
     @torch.no_grad()
     def _init_from_kmeans(self, flat32: torch.Tensor, distributed: bool) -> None:
@@ -250,7 +257,7 @@ def _all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
     dist.all_gather(counts, count)
     counts = [int(c.item()) for c in counts]
     padded = rows.new_zeros(max(counts), rows.shape[1])
-    padded[:rows.shape[0]] = rows
+    padded[: rows.shape[0]] = rows
     gathered = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(gathered, padded)
     return torch.cat([g[:c] for g, c in zip(gathered, counts)])

@@ -5,5 +5,4 @@ from latentops.ops.graph import graph_smoothness, laplacian, normalize_graph, si
 from latentops.ops.nearest_centroid import nearest_centroid
 from latentops.ops.soft_quantize import soft_quantize
 
-__all__ = ["graph_smoothness", "laplacian", "nearest_centroid", "normalize_graph", "similarity_graph",
-           "soft_quantize"]
+__all__ = ["graph_smoothness", "laplacian", "nearest_centroid", "normalize_graph", "similarity_graph", "soft_quantize"]

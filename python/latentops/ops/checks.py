@@ -51,8 +51,10 @@ def check_vectors(z: torch.Tensor, codebook: torch.Tensor) -> tuple[int, int]:
         raise ValueError("z must have at least one dimension (..., D), got a scalar")
     k, d = codebook.shape
     if d == 0 or z.shape[-1] != d:
-        raise ValueError(f"z's last dimension must equal codebook's D = {d} ≥ 1: "
-                         f"got z {tuple(z.shape)} and codebook {tuple(codebook.shape)}")
+        raise ValueError(
+            f"z's last dimension must equal codebook's D = {d} ≥ 1: "
+            f"got z {tuple(z.shape)} and codebook {tuple(codebook.shape)}"
+        )
     return k, d
 
 

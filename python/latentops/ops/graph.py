@@ -42,8 +42,12 @@ KERNELS = _backend.Kernels(
             "torch": reference.similarity_graph_sparse_backward,
         },
     },
-    dtypes={"cuda": _backend.KERNEL_DTYPES, "triton": _backend.KERNEL_DTYPES,
-            "cpu": _backend.KERNEL_DTYPES, "torch": _backend.ALL_FLOAT_DTYPES},
+    dtypes={
+        "cuda": _backend.KERNEL_DTYPES,
+        "triton": _backend.KERNEL_DTYPES,
+        "cpu": _backend.KERNEL_DTYPES,
+        "torch": _backend.ALL_FLOAT_DTYPES,
+    },
     # Written and compiled without a GPU, never run on one yet: CUDA tensors use Triton unless
     # backend="cuda" is named, until the GPU test suite has passed on it.
     used_only_when_named=("cuda",),
@@ -53,9 +57,17 @@ KERNELS = _backend.Kernels(
 # public API
 
 
-def similarity_graph(x, *, k: int | None = None, metric: str = "cosine", sigma: float = 1.0,
-                     relu: bool = True, symmetrize: str = "union", normalize: str | None = None,
-                     backend: str | None = None) -> torch.Tensor:
+def similarity_graph(
+    x,
+    *,
+    k: int | None = None,
+    metric: str = "cosine",
+    sigma: float = 1.0,
+    relu: bool = True,
+    symmetrize: str = "union",
+    normalize: str | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
     """The similarity graph W of each set of representations.
 
     Args:
@@ -107,10 +119,20 @@ def laplacian(w: torch.Tensor, normalize: str | None = None) -> torch.Tensor:
     return reference.laplacian(w, normalize)
 
 
-def graph_smoothness(x, labels: torch.Tensor, *, k: int | None = None, power: int = 1,
-                     metric: str = "cosine", sigma: float = 1.0, relu: bool = True,
-                     symmetrize: str = "union", normalize: str | None = None,
-                     num_classes: int | None = None, backend: str | None = None) -> torch.Tensor:
+def graph_smoothness(
+    x,
+    labels: torch.Tensor,
+    *,
+    k: int | None = None,
+    power: int = 1,
+    metric: str = "cosine",
+    sigma: float = 1.0,
+    relu: bool = True,
+    symmetrize: str = "union",
+    normalize: str | None = None,
+    num_classes: int | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
     """Label smoothness s = tr(Yᵀ L^m Y) on the similarity graph of x, fused from representations
     to s: W is never kept (with k-NN) and L never formed.
 
@@ -176,8 +198,9 @@ def _forward(xs, metric, sigma, relu, backend):
 # stage: dense graph (k=None), backward through one GEMM per graph
 
 
-def _dense_impl(xs: list[torch.Tensor], metric: str, sigma: float, relu: bool,
-                backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _dense_impl(
+    xs: list[torch.Tensor], metric: str, sigma: float, relu: bool, backend: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     return _forward(xs, metric, sigma, relu, backend)
 
 
@@ -186,11 +209,17 @@ def _dense_fake(xs, metric, sigma, relu, backend):
     return xs[0].new_empty((g, n, n), dtype=_acc(xs)), xs[0].new_empty((g, n), dtype=_acc(xs))
 
 
-def _dense_backward_impl(grad_w: torch.Tensor, xs: list[torch.Tensor], w: torch.Tensor,
-                         stats: torch.Tensor, metric: str, sigma: float, relu: bool,
-                         backend: str) -> list[torch.Tensor]:
-    return reference.dense_backward(grad_w.contiguous(), [t.contiguous() for t in xs], w, stats, metric,
-                                    sigma, relu)
+def _dense_backward_impl(
+    grad_w: torch.Tensor,
+    xs: list[torch.Tensor],
+    w: torch.Tensor,
+    stats: torch.Tensor,
+    metric: str,
+    sigma: float,
+    relu: bool,
+    backend: str,
+) -> list[torch.Tensor]:
+    return reference.dense_backward(grad_w.contiguous(), [t.contiguous() for t in xs], w, stats, metric, sigma, relu)
 
 
 def _dense_backward_fake(grad_w, xs, w, stats, metric, sigma, relu, backend):
@@ -207,22 +236,22 @@ def _dense_setup(ctx, inputs, output):
 
 def _dense_backward(ctx, grad_w, _grad_stats):
     saved = ctx.saved_tensors
-    xs, (w, stats) = list(saved[:ctx.n_inputs]), saved[ctx.n_inputs:]
+    xs, (w, stats) = list(saved[: ctx.n_inputs]), saved[ctx.n_inputs :]
     grads = _dense_backward_stage(grad_w, xs, w, stats, *ctx.args)
     return [gr.to(x.dtype) for gr, x in zip(grads, xs)], None, None, None, None
 
 
 _dense_backward_stage = Stage("similarity_graph_dense_backward", _dense_backward_impl, _dense_backward_fake)
-_dense = Stage("similarity_graph_dense", _dense_impl, _dense_fake,
-               setup_context=_dense_setup, backward=_dense_backward)
+_dense = Stage("similarity_graph_dense", _dense_impl, _dense_fake, setup_context=_dense_setup, backward=_dense_backward)
 
 
 # ---------------------------------------------------------------------------------------------
 # stage: k-NN graph (top k per row), backward through the sparse product over the kept entries
 
 
-def _knn_impl(xs: list[torch.Tensor], k: int, metric: str, sigma: float, relu: bool,
-              backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _knn_impl(
+    xs: list[torch.Tensor], k: int, metric: str, sigma: float, relu: bool, backend: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     w, stats = _forward(xs, metric, sigma, relu, backend)
     vals, idx = w.topk(k, dim=-1)
     return vals, idx, stats
@@ -230,13 +259,24 @@ def _knn_impl(xs: list[torch.Tensor], k: int, metric: str, sigma: float, relu: b
 
 def _knn_fake(xs, k, metric, sigma, relu, backend):
     g, n, acc = graph_count(xs), xs[0].shape[-2], _acc(xs)
-    return (xs[0].new_empty((g, n, k), dtype=acc), xs[0].new_empty((g, n, k), dtype=torch.int64),
-            xs[0].new_empty((g, n), dtype=acc))
+    return (
+        xs[0].new_empty((g, n, k), dtype=acc),
+        xs[0].new_empty((g, n, k), dtype=torch.int64),
+        xs[0].new_empty((g, n), dtype=acc),
+    )
 
 
-def _knn_backward_impl(grad_vals: torch.Tensor, xs: list[torch.Tensor], idx: torch.Tensor,
-                       vals: torch.Tensor, stats: torch.Tensor, metric: str, sigma: float,
-                       relu: bool, backend: str) -> list[torch.Tensor]:
+def _knn_backward_impl(
+    grad_vals: torch.Tensor,
+    xs: list[torch.Tensor],
+    idx: torch.Tensor,
+    vals: torch.Tensor,
+    stats: torch.Tensor,
+    metric: str,
+    sigma: float,
+    relu: bool,
+    backend: str,
+) -> list[torch.Tensor]:
     csr = reference.sparse_rows(grad_vals.to(vals.dtype), idx, vals, stats, metric, sigma, relu)
     return KERNELS.run("sparse_backward", backend, [t.contiguous() for t in xs], *csr)
 
@@ -246,7 +286,7 @@ def _knn_backward_fake(grad_vals, xs, idx, vals, stats, metric, sigma, relu, bac
 
 
 def _knn_setup(ctx, inputs, output):
-    xs, k, metric, sigma, relu, backend = inputs
+    xs, _, metric, sigma, relu, backend = inputs
     ctx.args = (metric, sigma, relu, backend)
     ctx.n_inputs = len(xs)
     vals, idx, stats = output
@@ -256,7 +296,7 @@ def _knn_setup(ctx, inputs, output):
 
 def _knn_backward(ctx, grad_vals, _grad_idx, _grad_stats):
     saved = ctx.saved_tensors
-    xs, (vals, idx, stats) = list(saved[:ctx.n_inputs]), saved[ctx.n_inputs:]
+    xs, (vals, idx, stats) = list(saved[: ctx.n_inputs]), saved[ctx.n_inputs :]
     grads = _knn_backward_stage(grad_vals, xs, idx, vals, stats, *ctx.args)
     return [gr.to(x.dtype) for gr, x in zip(grads, xs)], None, None, None, None, None
 

@@ -37,8 +37,11 @@ def dense_graph(vals: torch.Tensor, idx: torch.Tensor, symmetrize: str) -> torch
     g, n, _ = idx.shape
     rows, cols, weights = edges(vals, idx, symmetrize)
     flat = (rows + _graph_base(g, n, rows.device)) * n + cols
-    return torch.zeros(g * n * n, dtype=weights.dtype, device=weights.device).index_add(
-        0, flat.reshape(-1), weights.reshape(-1)).view(g, n, n)
+    return (
+        torch.zeros(g * n * n, dtype=weights.dtype, device=weights.device)
+        .index_add(0, flat.reshape(-1), weights.reshape(-1))
+        .view(g, n, n)
+    )
 
 
 def edge_smoothness(vals, idx, y, symmetrize, normalize, power):

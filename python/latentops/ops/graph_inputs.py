@@ -24,8 +24,9 @@ def graph_inputs(x) -> tuple[list[torch.Tensor], str, int]:
         n = x[0].shape[0]
         for i, t in enumerate(x):
             if t.shape[0] != n:
-                raise ValueError(f"every layer must have the same n (rows): x[0] has n = {n}, "
-                                 f"x[{i}] has shape {tuple(t.shape)}")
+                raise ValueError(
+                    f"every layer must have the same n (rows): x[0] has n = {n}, x[{i}] has shape {tuple(t.shape)}"
+                )
         xs, kind = [t.reshape(n, -1) for t in x], "list"
     else:
         check_tensor("x", x)
@@ -40,8 +41,10 @@ def graph_inputs(x) -> tuple[list[torch.Tensor], str, int]:
         n = x.shape[-2]
     for i, t in enumerate(xs):
         if t.shape[-1] == 0:
-            raise ValueError(f"x must have at least one feature per row, got shape {tuple(t.shape)}"
-                             + (f" for x[{i}]" if kind == "list" else ""))
+            raise ValueError(
+                f"x must have at least one feature per row, got shape {tuple(t.shape)}"
+                + (f" for x[{i}]" if kind == "list" else "")
+            )
     return xs, kind, n
 
 
@@ -69,7 +72,9 @@ def label_matrix(labels, n: int, g: int, device, num_classes: int | None) -> tor
     check_same_device(x=torch.empty(0, device=device), labels=labels)
     if not labels.is_floating_point():
         if labels.dtype == torch.bool or labels.is_complex() or labels.dim() != 1:
-            raise TypeError(f"integer labels must be (n,) class indices, got {labels.dtype} of shape {tuple(labels.shape)}")
+            raise TypeError(
+                f"integer labels must be (n,) class indices, got {labels.dtype} of shape {tuple(labels.shape)}"
+            )
         if labels.shape[0] != n:
             raise ValueError(f"labels must have n = {n} entries (one per row of x), got shape {tuple(labels.shape)}")
         onehot = torch.nn.functional.one_hot(labels.long(), -1 if num_classes is None else num_classes)
@@ -78,5 +83,7 @@ def label_matrix(labels, n: int, g: int, device, num_classes: int | None) -> tor
         return labels.unsqueeze(0)
     if labels.dim() == 3 and labels.shape[:2] == (g, n):
         return labels
-    raise ValueError(f"labels must be (n, C) = ({n}, C), ({g}, {n}, C) or (n,) integer classes for "
-                     f"x with n = {n} rows and {g} graph(s), got shape {tuple(labels.shape)}")
+    raise ValueError(
+        f"labels must be (n, C) = ({n}, C), ({g}, {n}, C) or (n,) integer classes for "
+        f"x with n = {n} rows and {g} graph(s), got shape {tuple(labels.shape)}"
+    )

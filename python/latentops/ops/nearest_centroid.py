@@ -15,19 +15,26 @@ from latentops.reference import nearest_centroid as reference
 
 KERNELS = _backend.Kernels(
     "nearest_centroid",
-    stages={"forward": {
-        "cuda": native.nearest_centroid_forward_cuda,
-        "triton": _backend.triton_kernel("nearest_centroid", "nearest_centroid_forward"),
-        "cpu": native.nearest_centroid_forward_cpu,
-        "torch": reference.nearest_centroid_forward,
-    }},
-    dtypes={"cuda": _backend.KERNEL_DTYPES, "triton": _backend.KERNEL_DTYPES,
-            "cpu": _backend.KERNEL_DTYPES, "torch": _backend.ALL_FLOAT_DTYPES},
+    stages={
+        "forward": {
+            "cuda": native.nearest_centroid_forward_cuda,
+            "triton": _backend.triton_kernel("nearest_centroid", "nearest_centroid_forward"),
+            "cpu": native.nearest_centroid_forward_cpu,
+            "torch": reference.nearest_centroid_forward,
+        }
+    },
+    dtypes={
+        "cuda": _backend.KERNEL_DTYPES,
+        "triton": _backend.KERNEL_DTYPES,
+        "cpu": _backend.KERNEL_DTYPES,
+        "torch": _backend.ALL_FLOAT_DTYPES,
+    },
 )
 
 
-def nearest_centroid(z: torch.Tensor, codebook: torch.Tensor, *, accuracy: str = "exact",
-                     backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_centroid(
+    z: torch.Tensor, codebook: torch.Tensor, *, accuracy: str = "exact", backend: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest codebook row of every vector of z.
 
     Args:
@@ -61,8 +68,9 @@ def _distance_dtype(z: torch.Tensor) -> torch.dtype:
 
 # The stage returns (sq_dist, indices): float output first, which torch.library.opcheck's gradient
 # checks need (they sum the outputs in order).
-def _forward_impl(z: torch.Tensor, codebook: torch.Tensor, accuracy: str,
-                  backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward_impl(
+    z: torch.Tensor, codebook: torch.Tensor, accuracy: str, backend: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     if z.shape[0] == 0:
         return _forward_fake(z, codebook, accuracy, backend)
     indices, sq_dist = KERNELS.run("forward", backend, z.contiguous(), codebook.contiguous(), accuracy)
@@ -93,5 +101,4 @@ def _backward(ctx, grad_sq_dist, grad_indices):
     return grad_z, grad_codebook, None, None
 
 
-_forward = Stage("nearest_centroid", _forward_impl, _forward_fake,
-                 setup_context=_setup_context, backward=_backward)
+_forward = Stage("nearest_centroid", _forward_impl, _forward_fake, setup_context=_setup_context, backward=_backward)

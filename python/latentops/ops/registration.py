@@ -51,7 +51,7 @@ def _unflatten(flat, spans) -> list:
             args.append(flat[i])
             i += 1
         else:
-            args.append(list(flat[i:i + span]))
+            args.append(list(flat[i : i + span]))
             i += span
     return args
 
@@ -62,8 +62,15 @@ class Stage:
     and `backward(ctx, *grads)` as torch.library.register_autograd takes them. Call the Stage;
     `custom_op` is the registered op (for opcheck)."""
 
-    def __init__(self, name: str, impl: Callable, fake: Callable, *,
-                 setup_context: Callable | None = None, backward: Callable | None = None):
+    def __init__(
+        self,
+        name: str,
+        impl: Callable,
+        fake: Callable,
+        *,
+        setup_context: Callable | None = None,
+        backward: Callable | None = None,
+    ):
         self.impl = impl
         self.custom_op = torch.library.custom_op(f"latentops::{name}", impl, mutates_args=())
         self.custom_op.register_fake(fake)
@@ -104,6 +111,12 @@ def _eager_function(name: str, impl: Callable, setup_context: Callable, backward
                 flat.extend([None] * span if grad is None else grad)
         return (None, *flat)
 
-    return type(f"{name}_eager", (torch.autograd.Function,),
-                {"forward": staticmethod(forward), "setup_context": staticmethod(setup),
-                 "backward": staticmethod(backward_flat)})
+    return type(
+        f"{name}_eager",
+        (torch.autograd.Function,),
+        {
+            "forward": staticmethod(forward),
+            "setup_context": staticmethod(setup),
+            "backward": staticmethod(backward_flat),
+        },
+    )

@@ -31,17 +31,28 @@ KERNELS = _backend.Kernels(
             "torch": reference.soft_quantize_backward,
         },
     },
-    dtypes={"cuda": _backend.KERNEL_DTYPES, "triton": _backend.KERNEL_DTYPES,
-            "cpu": _backend.KERNEL_DTYPES, "torch": _backend.ALL_FLOAT_DTYPES},
+    dtypes={
+        "cuda": _backend.KERNEL_DTYPES,
+        "triton": _backend.KERNEL_DTYPES,
+        "cpu": _backend.KERNEL_DTYPES,
+        "torch": _backend.ALL_FLOAT_DTYPES,
+    },
     # Written and compiled without a GPU, never run on one yet: CUDA tensors use Triton unless
     # backend="cuda" is named, until the GPU test suite has passed on it.
     used_only_when_named=("cuda",),
 )
 
 
-def soft_quantize(z: torch.Tensor, codebook: torch.Tensor, precision=1.0,
-                  log_prior: torch.Tensor | None = None, *, accuracy: str = "exact",
-                  backend: str | None = None, return_probs: bool = False):
+def soft_quantize(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    precision=1.0,
+    log_prior: torch.Tensor | None = None,
+    *,
+    accuracy: str = "exact",
+    backend: str | None = None,
+    return_probs: bool = False,
+):
     """ẑ_n = Σ_k p_nk c_k with p_n = softmax_k(−½·s_nk·‖z_n − c_k‖² + b_k).
 
     Args:
@@ -97,16 +108,29 @@ def _precision_layout(precision, lead, n: int, k: int, device) -> tuple[torch.Te
     check_tensor("precision", precision)
     check_same_device(z=torch.empty(0, device=device), precision=precision)
     shape = tuple(precision.shape)
-    layouts = {(): PrecisionLayout.SCALAR, (1,): PrecisionLayout.SCALAR, (1, 1): PrecisionLayout.SCALAR,
-               (n, 1): PrecisionLayout.PER_ROW, (*lead, 1): PrecisionLayout.PER_ROW,
-               (1, k): PrecisionLayout.PER_CENTROID, (k,): PrecisionLayout.PER_CENTROID,
-               (n, k): PrecisionLayout.FULL, (*lead, k): PrecisionLayout.FULL}
+    layouts = {
+        (): PrecisionLayout.SCALAR,
+        (1,): PrecisionLayout.SCALAR,
+        (1, 1): PrecisionLayout.SCALAR,
+        (n, 1): PrecisionLayout.PER_ROW,
+        (*lead, 1): PrecisionLayout.PER_ROW,
+        (1, k): PrecisionLayout.PER_CENTROID,
+        (k,): PrecisionLayout.PER_CENTROID,
+        (n, k): PrecisionLayout.FULL,
+        (*lead, k): PrecisionLayout.FULL,
+    }
     if shape not in layouts:
-        raise ValueError(f"precision must be a float or a tensor of shape (), (N, 1), (1, K) or (N, K) "
-                         f"with N = {n} vectors and K = {k} centroids, got shape {shape}")
+        raise ValueError(
+            f"precision must be a float or a tensor of shape (), (N, 1), (1, K) or (N, K) "
+            f"with N = {n} vectors and K = {k} centroids, got shape {shape}"
+        )
     layout = layouts[shape]
-    flat = {PrecisionLayout.SCALAR: (1,), PrecisionLayout.PER_ROW: (n,),
-            PrecisionLayout.PER_CENTROID: (k,), PrecisionLayout.FULL: (n, k)}[layout]
+    flat = {
+        PrecisionLayout.SCALAR: (1,),
+        PrecisionLayout.PER_ROW: (n,),
+        PrecisionLayout.PER_CENTROID: (k,),
+        PrecisionLayout.FULL: (n, k),
+    }[layout]
     return precision.reshape(flat), layout
 
 
@@ -117,13 +141,20 @@ def _acc(z: torch.Tensor) -> torch.dtype:
 # -- forward stage ------------------------------------------------------------------------------
 
 
-def _forward_impl(z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor, s_layout: int,
-                  log_prior: torch.Tensor | None, accuracy: str,
-                  backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward_impl(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    s: torch.Tensor,
+    s_layout: int,
+    log_prior: torch.Tensor | None,
+    accuracy: str,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     if z.shape[0] == 0:
         return _forward_fake(z, codebook, s, s_layout, log_prior, accuracy, backend)
-    return KERNELS.run("forward", backend, z.contiguous(), codebook.contiguous(), s.contiguous(), s_layout,
-                       log_prior, accuracy)
+    return KERNELS.run(
+        "forward", backend, z.contiguous(), codebook.contiguous(), s.contiguous(), s_layout, log_prior, accuracy
+    )
 
 
 def _forward_fake(z, codebook, s, s_layout, log_prior, accuracy, backend):
@@ -143,41 +174,81 @@ def _backward(ctx, grad_z_hat, grad_lse):
     z, codebook, s, log_prior, z_hat, lse = ctx.saved_tensors
     s_layout, accuracy, backend = ctx.args
     need_s, need_b = ctx.needs_input_grad[2], ctx.has_prior and ctx.needs_input_grad[4]
-    grad_z, grad_c, grad_s, grad_b = _backward_stage(grad_z_hat, z, codebook, s, s_layout, log_prior, z_hat,
-                                                     lse, accuracy, backend, need_s, need_b)
-    return (grad_z.to(z.dtype), grad_c.to(codebook.dtype), grad_s.to(s.dtype) if need_s else None,
-            None, grad_b.to(log_prior.dtype) if need_b else None, None, None)
+    grad_z, grad_c, grad_s, grad_b = _backward_stage(
+        grad_z_hat, z, codebook, s, s_layout, log_prior, z_hat, lse, accuracy, backend, need_s, need_b
+    )
+    return (
+        grad_z.to(z.dtype),
+        grad_c.to(codebook.dtype),
+        grad_s.to(s.dtype) if need_s else None,
+        None,
+        grad_b.to(log_prior.dtype) if need_b else None,
+        None,
+        None,
+    )
 
 
-_forward = Stage("soft_quantize_forward", _forward_impl, _forward_fake,
-                 setup_context=_setup_context, backward=_backward)
+_forward = Stage(
+    "soft_quantize_forward", _forward_impl, _forward_fake, setup_context=_setup_context, backward=_backward
+)
 
 
 # -- backward stage -----------------------------------------------------------------------------
 
 
-def _backward_impl(grad: torch.Tensor, z: torch.Tensor, codebook: torch.Tensor, s: torch.Tensor,
-                   s_layout: int, log_prior: torch.Tensor | None, z_hat: torch.Tensor, lse: torch.Tensor,
-                   accuracy: str, backend: str, need_grad_s: bool,
-                   need_grad_log_prior: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _backward_impl(
+    grad: torch.Tensor,
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    s: torch.Tensor,
+    s_layout: int,
+    log_prior: torch.Tensor | None,
+    z_hat: torch.Tensor,
+    lse: torch.Tensor,
+    accuracy: str,
+    backend: str,
+    need_grad_s: bool,
+    need_grad_log_prior: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if z.shape[0] == 0:
-        grad_z, grad_c, grad_s, grad_b = _backward_fake(grad, z, codebook, s, s_layout, log_prior, z_hat, lse,
-                                                        accuracy, backend, need_grad_s, need_grad_log_prior)
+        grad_z, grad_c, grad_s, grad_b = _backward_fake(
+            grad, z, codebook, s, s_layout, log_prior, z_hat, lse, accuracy, backend, need_grad_s, need_grad_log_prior
+        )
         return grad_z, grad_c.zero_(), grad_s.zero_(), grad_b.zero_()
     grad_z, grad_c, grad_s, grad_b = KERNELS.run(
-        "backward", backend, grad.contiguous(), z.contiguous(), codebook.contiguous(), s.contiguous(), s_layout,
-        log_prior, z_hat.contiguous(), lse.contiguous(), accuracy, need_grad_s, need_grad_log_prior)
+        "backward",
+        backend,
+        grad.contiguous(),
+        z.contiguous(),
+        codebook.contiguous(),
+        s.contiguous(),
+        s_layout,
+        log_prior,
+        z_hat.contiguous(),
+        lse.contiguous(),
+        accuracy,
+        need_grad_s,
+        need_grad_log_prior,
+    )
     # A custom op returns tensors only: an empty tensor stands for "not requested".
-    return (grad_z, grad_c, grad_z.new_empty(0) if grad_s is None else grad_s,
-            grad_z.new_empty(0) if grad_b is None else grad_b)
+    return (
+        grad_z,
+        grad_c,
+        grad_z.new_empty(0) if grad_s is None else grad_s,
+        grad_z.new_empty(0) if grad_b is None else grad_b,
+    )
 
 
-def _backward_fake(grad, z, codebook, s, s_layout, log_prior, z_hat, lse, accuracy, backend, need_grad_s,
-                   need_grad_log_prior):
+def _backward_fake(
+    grad, z, codebook, s, s_layout, log_prior, z_hat, lse, accuracy, backend, need_grad_s, need_grad_log_prior
+):
     acc = _acc(z)
-    return (z.new_empty(z.shape, dtype=acc), codebook.new_empty(codebook.shape, dtype=acc),
-            s.new_empty(s.shape if need_grad_s else (0,), dtype=acc),
-            z.new_empty((codebook.shape[0],) if need_grad_log_prior else (0,), dtype=acc))
+    return (
+        z.new_empty(z.shape, dtype=acc),
+        codebook.new_empty(codebook.shape, dtype=acc),
+        s.new_empty(s.shape if need_grad_s else (0,), dtype=acc),
+        z.new_empty((codebook.shape[0],) if need_grad_log_prior else (0,), dtype=acc),
+    )
 
 
 _backward_stage = Stage("soft_quantize_backward", _backward_impl, _backward_fake)

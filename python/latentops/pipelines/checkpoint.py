@@ -30,16 +30,27 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save(run_dir: Path, step: int, model: torch.nn.Module, optimizers: dict, rng_states: list,
-         counters: dict, schedulers: dict | None = None) -> Path:
+def save(
+    run_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizers: dict,
+    rng_states: list,
+    counters: dict,
+    schedulers: dict | None = None,
+) -> Path:
     folder = run_dir / f"checkpoint-{step}"
     tmp = run_dir / f".checkpoint-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     save_file(tensors, str(tmp / "model.safetensors"))
-    state = {"step": step, "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
-             "rng": rng_states, "counters": counters}
+    state = {
+        "step": step,
+        "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
+        "rng": rng_states,
+        "counters": counters,
+    }
     if schedulers:  # absent otherwise: the files of runs without schedulers keep their old form
         state["schedulers"] = {g: s.state_dict() for g, s in schedulers.items()}
     torch.save(state, tmp / "state.pt")
@@ -62,20 +73,21 @@ def latest(run_dir: Path) -> Path | None:
     return folder if (folder / "state.pt").is_file() else None
 
 
-def load(folder: Path, model: torch.nn.Module, optimizers: dict, device: torch.device,
-         schedulers: dict | None = None) -> dict:
+def load(
+    folder: Path, model: torch.nn.Module, optimizers: dict, device: torch.device, schedulers: dict | None = None
+) -> dict:
     """Restore model, optimizers and schedulers in place; returns the state (step, rng, counters)."""
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
     state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
     if set(state["optimizers"]) != set(optimizers):
-        raise ValueError(f"checkpoint {folder} has optimizers {sorted(state['optimizers'])}, "
-                         f"this model has {sorted(optimizers)}")
+        raise ValueError(
+            f"checkpoint {folder} has optimizers {sorted(state['optimizers'])}, this model has {sorted(optimizers)}"
+        )
     for group, optimizer in optimizers.items():
         optimizer.load_state_dict(state["optimizers"][group])
     saved = state.get("schedulers", {})
     if set(saved) != set(schedulers or {}):
-        raise ValueError(f"checkpoint {folder} has schedulers {sorted(saved)}, "
-                         f"this run has {sorted(schedulers or {})}")
+        raise ValueError(f"checkpoint {folder} has schedulers {sorted(saved)}, this run has {sorted(schedulers or {})}")
     for group, scheduler in (schedulers or {}).items():
         scheduler.load_state_dict(saved[group])
     return state

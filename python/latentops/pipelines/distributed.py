@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -20,7 +20,7 @@ import torch.distributed as dist
 class Context:
     rank: int = 0
     world: int = 1
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     initialized_here: bool = False
 
     @property
@@ -78,7 +78,7 @@ def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
     flat.div_(world)
     offset = 0
     for p in params:
-        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p.grad))
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
         offset += p.numel()
 
 

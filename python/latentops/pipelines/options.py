@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 
 class Check(NamedTuple):
@@ -24,12 +25,22 @@ COUNT = Check("an int ≥ 1", lambda v: not isinstance(v, bool) and isinstance(v
 POSITIVE = Check("a number > 0", lambda v: isinstance(v, (int, float)) and v > 0 and math.isfinite(v))
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str | None = None, choices=None,
-           check: Check | None = None, metavar: str | None = None) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str | None = None,
+    choices=None,
+    check: Check | None = None,
+    metavar: str | None = None,
+) -> Any:
     """A config field that is also a command-line option. A default of None means "unset" and
     passes the check; choices are listed in --help and enforced."""
-    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None,
-                "check": check, "metavar": metavar}
+    metadata = {
+        "help": help,
+        "choices": tuple(choices) if choices is not None else None,
+        "check": check,
+        "metavar": metavar,
+    }
     required = default is dataclasses.MISSING
     return dataclasses.field(default=default, metadata=metadata, kw_only=not required)
 

@@ -22,8 +22,7 @@ def tile(decoded: torch.Tensor, rows: int | None = None) -> np.ndarray:
 
 
 def _show(ax, grid: np.ndarray) -> None:
-    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0,
-              interpolation="nearest")
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -93,16 +92,14 @@ def save_loss_curve(records: list[dict], path: Path, title: str = "") -> None:
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
-def save_report_figure(runs: list[dict], metrics: list[tuple[str, str]], path: Path,
-                       loss_title: str = "") -> None:
+def save_report_figure(runs: list[dict], metrics: list[tuple[str, str]], path: Path, loss_title: str = "") -> None:
     """runs: dicts with name, grid (an array from tile(), or None), records, summary (metrics) and
     loss (the training log to draw, or None). One image strip per run with a grid, a bar chart per
     metric (key, label) and the runs' loss curves together under loss_title."""
     strips = [run for run in runs if run.get("grid") is not None]
     cols = len(metrics) + 1
     fig = Figure(figsize=(max(8.0, 3.0 * cols), 1.0 * len(strips) + 3.5))
-    grid_spec = fig.add_gridspec(len(strips) + 2, cols,
-                                 height_ratios=[1.0] * len(strips) + [0.3, 3.0])
+    grid_spec = fig.add_gridspec(len(strips) + 2, cols, height_ratios=[1.0] * len(strips) + [0.3, 3.0])
     for i, run in enumerate(strips):
         ax = fig.add_subplot(grid_spec[i, :])
         _show(ax, run["grid"])

@@ -14,16 +14,17 @@ from latentops.pipelines.task import Row, Task
 from latentops.pipelines.tasks import DEFAULT, TASKS
 
 # The runner's own summary keys, below every task's rows.
-RUN_ROWS = [Row("images_per_s", "Training images/s", lambda v: f"{v:,.0f}"),
-            Row("steps", "Steps", lambda v: f"{v:,}")]
+RUN_ROWS = [Row("images_per_s", "Training images/s", lambda v: f"{v:,.0f}"), Row("steps", "Steps", lambda v: f"{v:,}")]
 
 
 def load_run(run_dir) -> dict:
     run_dir = Path(run_dir)
     path = run_dir / METRICS_JSON
     if not path.is_file():
-        raise FileNotFoundError(f"RUN_DIR {str(run_dir)!r} has no metrics.json: it is not a finished "
-                                f"`latentops train` run (resume it with --resume to finish it)")
+        raise FileNotFoundError(
+            f"RUN_DIR {str(run_dir)!r} has no metrics.json: it is not a finished "
+            f"`latentops train` run (resume it with --resume to finish it)"
+        )
     summary = json.loads(path.read_text())
     records = []
     jsonl = run_dir / METRICS_JSONL
@@ -35,16 +36,17 @@ def load_run(run_dir) -> dict:
 def _task(run: dict) -> type[Task]:
     name = run["summary"].get("task", DEFAULT)
     if name not in TASKS:
-        raise ValueError(f"RUN_DIR {str(run['dir'])!r} is a run of the task {name!r}, which this "
-                         f"latentops does not know (it knows {tuple(TASKS)})")
+        raise ValueError(
+            f"RUN_DIR {str(run['dir'])!r} is a run of the task {name!r}, which this "
+            f"latentops does not know (it knows {tuple(TASKS)})"
+        )
     return TASKS[name]
 
 
 def _column_names(runs: list[dict]) -> list[str]:
     names = [_task(r).report.column(r["summary"]) for r in runs]
     # Two runs of one model (e.g. --backend ops and torch) are told apart by their folders.
-    return [f"{name} ({run['dir'].name})" if names.count(name) > 1 else name
-            for name, run in zip(names, runs)]
+    return [f"{name} ({run['dir'].name})" if names.count(name) > 1 else name for name, run in zip(names, runs)]
 
 
 def _fmt(value, fmt) -> str:
@@ -60,19 +62,31 @@ def _sections(runs: list[dict]) -> list[tuple[type[Task], str, list[dict]]]:
         groups.setdefault((_task(run).name, run["summary"].get("dataset", "")), []).append(run)
     order = list(TASKS)
     keys = sorted(groups, key=lambda k: (order.index(k[0]), TASKS[k[0]].report.section_order(k[1])))
-    return [(TASKS[name], dataset, sorted(groups[name, dataset],
-                                          key=lambda r: TASKS[name].report.column_order(r["summary"])))
-            for name, dataset in keys]
+    return [
+        (
+            TASKS[name],
+            dataset,
+            sorted(groups[name, dataset], key=lambda r: TASKS[name].report.column_order(r["summary"])),
+        )
+        for name, dataset in keys
+    ]
 
 
 def markdown_table(runs: list[dict]) -> str:
     sections = []
     for task, dataset, group in _sections(runs):
-        rows = [row for row in task.report.rows(dataset) + RUN_ROWS
-                if any(r["summary"].get(row.key) is not None for r in group)]
+        rows = [
+            row
+            for row in task.report.rows(dataset) + RUN_ROWS
+            if any(r["summary"].get(row.key) is not None for r in group)
+        ]
         header = ["Metric", *_column_names(group)]
-        lines = [f"**{task.report.section(dataset)}**", "", "| " + " | ".join(header) + " |",
-                 "| --- |" + " ---: |" * len(group)]
+        lines = [
+            f"**{task.report.section(dataset)}**",
+            "",
+            "| " + " | ".join(header) + " |",
+            "| --- |" + " ---: |" * len(group),
+        ]
         for row in rows:
             cells = (_fmt(r["summary"].get(row.key), row.format) for r in group)
             lines.append("| " + " | ".join([row.label, *cells]) + " |")
@@ -104,9 +118,15 @@ def write_report(run_dirs, out_dir=None) -> tuple[str, Path, Path]:
     figure_runs = []
     for run, name in zip(runs, _column_names(runs)):
         report = _task(run).report
-        figure_runs.append({"name": name, "grid": report.strip(run["dir"], run["summary"]),
-                            "records": run["records"], "summary": run["summary"],
-                            "loss": report.loss[0] if report.loss else None})
+        figure_runs.append(
+            {
+                "name": name,
+                "grid": report.strip(run["dir"], run["summary"]),
+                "records": run["records"],
+                "summary": run["summary"],
+                "loss": report.loss[0] if report.loss else None,
+            }
+        )
     loss_titles = dict.fromkeys(_task(r).report.loss[1] for r in runs if _task(r).report.loss)
     plots.save_report_figure(figure_runs, _figure_metrics(runs), png_path, " / ".join(loss_titles))
     return text, md_path, png_path

@@ -24,11 +24,14 @@ class RunFolder:
         unless resume is set (a second run would mix its metrics into the first's)."""
         found = checkpoint.latest(self.path)
         if found is None and (self.path / METRICS_JSONL).exists() and not resume:
-            raise FileExistsError(f"--out {str(self.path)!r} already holds a run; pass --resume "
-                                  f"to continue it or choose another --out")
+            raise FileExistsError(
+                f"--out {str(self.path)!r} already holds a run; pass --resume to continue it or choose another --out"
+            )
         if found is not None and not resume:
-            raise FileExistsError(f"--out {str(self.path)!r} already holds a checkpoint "
-                                  f"({found.name}); pass --resume to continue it or choose another --out")
+            raise FileExistsError(
+                f"--out {str(self.path)!r} already holds a checkpoint "
+                f"({found.name}); pass --resume to continue it or choose another --out"
+            )
         return found
 
     def check_identity(self, config, names) -> None:
@@ -39,8 +42,10 @@ class RunFolder:
         saved = json.loads(path.read_text())
         for name in names:
             if name in saved and saved[name] != getattr(config, name):
-                raise ValueError(f"{flag(name)} is {getattr(config, name)!r} but the "
-                                 f"run in {str(self.path)!r} was started with {saved[name]!r}")
+                raise ValueError(
+                    f"{flag(name)} is {getattr(config, name)!r} but the "
+                    f"run in {str(self.path)!r} was started with {saved[name]!r}"
+                )
 
     def start(self, config, records: list[dict]) -> None:
         """Writes config.json and metrics.jsonl cut back to `records` (what the resumed

@@ -10,8 +10,20 @@ from latentops.pipelines.options import COUNT, option
 
 BACKENDS = ("ops", "torch")
 # What the runner reads from a config; a task's config must have all of them.
-FIELDS = ("steps", "batch_size", "device", "backend", "threads", "seed", "eval_every",
-          "checkpoint_every", "log_every", "resume", "progress", "out")
+FIELDS = (
+    "steps",
+    "batch_size",
+    "device",
+    "backend",
+    "threads",
+    "seed",
+    "eval_every",
+    "checkpoint_every",
+    "log_every",
+    "resume",
+    "progress",
+    "out",
+)
 
 
 def steps(default: int, help: str | None = "training steps"):
@@ -27,13 +39,17 @@ def device():
 
 
 def backend():
-    return option("ops", choices=BACKENDS,
-                  help="ops: latentops' kernels; torch: the pure-torch reference (to compare throughput)")
+    return option(
+        "ops", choices=BACKENDS, help="ops: latentops' kernels; torch: the pure-torch reference (to compare throughput)"
+    )
 
 
 def threads():
-    return option(None, check=COUNT, help="CPU threads for torch (default: torch's choice; on a loaded "
-                                          "machine fewer threads can be faster)")
+    return option(
+        None,
+        check=COUNT,
+        help="CPU threads for torch (default: torch's choice; on a loaded machine fewer threads can be faster)",
+    )
 
 
 def seed():

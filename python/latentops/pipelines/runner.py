@@ -68,14 +68,15 @@ class Runner:
         if found is not None:
             self.folder.check_identity(self.config, (*self.task.identity, *IDENTITY))
             training = self.training
-            state = checkpoint.load(found, training.model, training.optimizers, self.device,
-                                    training.schedulers)
+            state = checkpoint.load(found, training.model, training.optimizers, self.device, training.schedulers)
             self.step = int(state["step"])
             self.counters = dict(state["counters"])
             ranks = state["rng"]
             if len(ranks) != self.context.world:
-                raise ValueError(f"checkpoint {found} was written by {len(ranks)} processes; resume "
-                                 f"it with as many (got {self.context.world})")
+                raise ValueError(
+                    f"checkpoint {found} was written by {len(ranks)} processes; resume "
+                    f"it with as many (got {self.context.world})"
+                )
             checkpoint.set_rng_state(ranks[self.context.rank], self.device)
             self.records = self.folder.records(up_to_step=self.step)
         if self.context.distributed:  # every rank has looked at the folder before rank 0 writes
@@ -115,8 +116,9 @@ class Runner:
                     first_interval = False
                     record = self._log(running, interval_steps, images / max(elapsed, 1e-9))
                     shown = f"loss/{self.task.progress_loss}"
-                    bar.set_postfix(loss=f"{record[shown]:.4g}" if shown in record else "",
-                                    img_s=f"{record['images_per_s']:.0f}")
+                    bar.set_postfix(
+                        loss=f"{record[shown]:.4g}" if shown in record else "", img_s=f"{record['images_per_s']:.0f}"
+                    )
                     running, interval_steps = {}, 0
                     if due_eval:
                         self._evaluate()
@@ -131,10 +133,15 @@ class Runner:
         from tqdm.auto import tqdm
 
         # Redirected to a file, a bar redrawn 10 times a second would fill it.
-        return tqdm(total=self.config.steps, initial=self.step, unit="step", dynamic_ncols=True,
-                    mininterval=0.1 if sys.stderr.isatty() else 30.0,
-                    desc="/".join(map(str, self.task.describe().values())),
-                    disable=not (self.config.progress and self.context.main))
+        return tqdm(
+            total=self.config.steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,
+            desc="/".join(map(str, self.task.describe().values())),
+            disable=not (self.config.progress and self.context.main),
+        )
 
     def _train_step(self) -> dict[str, torch.Tensor]:
         context, training = self.context, self.training
@@ -163,8 +170,12 @@ class Runner:
     def _log(self, running: dict, steps: int, images_per_s: float) -> dict:
         names = list(running)
         values = torch.stack([running[n].float() for n in names]).div_(max(steps, 1)).tolist() if names else []
-        record = {"kind": "train", "step": self.step, "images_per_s": images_per_s,
-                  **{f"loss/{n}": v for n, v in zip(names, values)}}
+        record = {
+            "kind": "train",
+            "step": self.step,
+            "images_per_s": images_per_s,
+            **{f"loss/{n}": v for n, v in zip(names, values)},
+        }
         self._append(record)
         return record
 
@@ -179,8 +190,7 @@ class Runner:
         """Rank 0 evaluates (with its own random streams untouched); the others wait."""
         if self.context.main:
             with _forked_rng(self.device):
-                record = {"kind": "eval", "step": self.step,
-                          **self.task.evaluate(self.step, self.folder.path)}
+                record = {"kind": "eval", "step": self.step, **self.task.evaluate(self.step, self.folder.path)}
             self._append(record)
         if self.context.distributed:
             torch.distributed.barrier()
@@ -189,8 +199,15 @@ class Runner:
         rng = distributed.gather_objects(checkpoint.rng_state(self.device))
         if self.context.main:
             training = self.training
-            checkpoint.save(self.folder.path, self.step, training.model, training.optimizers, rng,
-                            self.counters, training.schedulers)
+            checkpoint.save(
+                self.folder.path,
+                self.step,
+                training.model,
+                training.optimizers,
+                rng,
+                self.counters,
+                training.schedulers,
+            )
         if self.context.distributed:
             torch.distributed.barrier()
 
@@ -199,17 +216,23 @@ class Runner:
             return {}
         config, counters = self.config, self.counters
         described = self.task.describe()
-        summary = {"task": self.task.name, **described, "steps": self.step,
-                   "batch_size": config.batch_size, "processes": self.context.world,
-                   "device": str(self.device), "backend": config.backend,
-                   "images_per_s": (counters["train_images"] / counters["train_seconds"]
-                                    if counters["train_seconds"] > 0 else None)}
+        summary = {
+            "task": self.task.name,
+            **described,
+            "steps": self.step,
+            "batch_size": config.batch_size,
+            "processes": self.context.world,
+            "device": str(self.device),
+            "backend": config.backend,
+            "images_per_s": (
+                counters["train_images"] / counters["train_seconds"] if counters["train_seconds"] > 0 else None
+            ),
+        }
         evals = [r for r in self.records if r["kind"] == "eval"]
         if evals:
             summary.update({k: v for k, v in evals[-1].items() if k not in ("kind", "step")})
         with _forked_rng(self.device):
             summary.update(self.task.final_metrics(self.records))
         self.folder.write_summary(summary)
-        plots.save_loss_curve(self.records, self.folder.path / "loss.png",
-                              " on ".join(map(str, described.values())))
+        plots.save_loss_curve(self.records, self.folder.path / "loss.png", " on ".join(map(str, described.values())))
         return summary

@@ -10,8 +10,9 @@ latentops.pipelines.tasks, which gives it its subcommand."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,12 +38,12 @@ class Task:
     and after_step; evaluate on rank 0 at the evaluation cadence; final_metrics on rank 0 at the
     end. evaluate and final_metrics run with the random streams forked: they never change training."""
 
-    name: ClassVar[str]                        # summary["task"]: how `latentops report` finds it
-    command: ClassVar[str]                     # its `latentops` subcommand
-    help: ClassVar[str] = ""                   # the subcommand's line in `latentops --help`
-    description: ClassVar[str] = ""            # the subcommand's --help text
-    config_class: ClassVar[type]               # a dataclass: the subcommand's options
-    identity: ClassVar[tuple[str, ...]] = ()   # config fields a --resume must match (the runner adds its own)
+    name: ClassVar[str]  # summary["task"]: how `latentops report` finds it
+    command: ClassVar[str]  # its `latentops` subcommand
+    help: ClassVar[str] = ""  # the subcommand's line in `latentops --help`
+    description: ClassVar[str] = ""  # the subcommand's --help text
+    config_class: ClassVar[type]  # a dataclass: the subcommand's options
+    identity: ClassVar[tuple[str, ...]] = ()  # config fields a --resume must match (the runner adds its own)
     progress_loss: ClassVar[str | None] = None  # the training log shown beside the progress bar
     report: ClassVar[TaskReport]
 

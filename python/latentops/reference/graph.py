@@ -44,8 +44,7 @@ def inverse_norms(x: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > 0, 1.0 / torch.where(norm > 0, norm, 1.0), 0.0)
 
 
-def similarity(x: torch.Tensor, metric: str = "cosine", sigma: float = 1.0,
-               relu: bool = True) -> torch.Tensor:
+def similarity(x: torch.Tensor, metric: str = "cosine", sigma: float = 1.0, relu: bool = True) -> torch.Tensor:
     """Dense similarity W (n, n) of x (n, d): diagonal 0, negatives clamped if relu."""
     if metric == "cosine":
         xh = x * inverse_norms(x).unsqueeze(-1)
@@ -99,9 +98,18 @@ def laplacian(w: torch.Tensor, mode: str | None = None) -> torch.Tensor:
     return torch.diag_embed((d > 0).to(w.dtype)) - normalized(w, mode)
 
 
-def smoothness(x: torch.Tensor, labels: torch.Tensor, *, k: int | None = None, power: int = 1,
-               metric: str = "cosine", sigma: float = 1.0, relu: bool = True,
-               symmetrize: str = "union", normalize: str | None = None) -> torch.Tensor:
+def smoothness(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    k: int | None = None,
+    power: int = 1,
+    metric: str = "cosine",
+    sigma: float = 1.0,
+    relu: bool = True,
+    symmetrize: str = "union",
+    normalize: str | None = None,
+) -> torch.Tensor:
     """tr(Yᵀ L^m Y) for one graph: x (n, d), labels (n, C) float."""
     lap = laplacian(knn(similarity(x, metric, sigma, relu), k, symmetrize), normalize)
     z = labels
@@ -110,9 +118,16 @@ def smoothness(x: torch.Tensor, labels: torch.Tensor, *, k: int | None = None, p
     return (labels * z).sum()
 
 
-def similarity_graph(x: torch.Tensor, *, k: int | None = None, metric: str = "cosine",
-                     sigma: float = 1.0, relu: bool = True, symmetrize: str = "union",
-                     normalize: str | None = None) -> torch.Tensor:
+def similarity_graph(
+    x: torch.Tensor,
+    *,
+    k: int | None = None,
+    metric: str = "cosine",
+    sigma: float = 1.0,
+    relu: bool = True,
+    symmetrize: str = "union",
+    normalize: str | None = None,
+) -> torch.Tensor:
     """The graph of one x (n, d): similarity, k-NN, symmetrization, normalization."""
     return normalized(knn(similarity(x, metric, sigma, relu), k, symmetrize), normalize)
 
@@ -131,7 +146,7 @@ def regroup(graphs: list[torch.Tensor], like: list[torch.Tensor]) -> list[torch.
     out, i = [], 0
     for t in like:
         if t.dim() == 3:
-            out.append(torch.stack(graphs[i:i + t.shape[0]]))
+            out.append(torch.stack(graphs[i : i + t.shape[0]]))
             i += t.shape[0]
         else:
             out.append(graphs[i])
@@ -139,8 +154,9 @@ def regroup(graphs: list[torch.Tensor], like: list[torch.Tensor]) -> list[torch.
     return out
 
 
-def similarity_graph_forward(xs: list[torch.Tensor], metric: str, sigma: float,
-                             relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def similarity_graph_forward(
+    xs: list[torch.Tensor], metric: str, sigma: float, relu: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 1: W (G, n, n) with diagonal 0 (ReLU'd if relu) and the per-row statistic (G, n):
     1/‖x_i‖ for cosine, ‖x_i‖² for Gaussian (x already centred by the caller)."""
     ws, stats = [], []
@@ -163,8 +179,9 @@ def similarity_graph_forward(xs: list[torch.Tensor], metric: str, sigma: float,
     return torch.stack(ws), torch.stack(stats)
 
 
-def edge_coefficients(grad: torch.Tensor, values: torch.Tensor, metric: str, sigma: float,
-                      relu: bool, diagonal: torch.Tensor) -> torch.Tensor:
+def edge_coefficients(
+    grad: torch.Tensor, values: torch.Tensor, metric: str, sigma: float, relu: bool, diagonal: torch.Tensor
+) -> torch.Tensor:
     """dL/d(Gram entry) from dL/dW on the same entries: W's chain factor (ReLU, Gaussian) and zero
     on the diagonal (a constant). `diagonal` marks the diagonal entries."""
     coef = torch.where(diagonal, 0.0, grad)
@@ -182,8 +199,15 @@ def backward_row_terms(metric: str, stats: torch.Tensor, row_coef_sum: torch.Ten
     return torch.ones_like(stats), row_coef_sum, torch.zeros_like(stats)
 
 
-def sparse_rows(grad_vals: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
-                stats: torch.Tensor, metric: str, sigma: float, relu: bool):
+def sparse_rows(
+    grad_vals: torch.Tensor,
+    idx: torch.Tensor,
+    vals: torch.Tensor,
+    stats: torch.Tensor,
+    metric: str,
+    sigma: float,
+    relu: bool,
+):
     """The symmetric coefficient matrix C + Cᵀ of the k-NN backward in CSR over the G·n rows:
     (rowptr (G·n + 1) int64, col (nnz) int64 local row index, coef (nnz) acc dtype, α, β, γ (G·n))."""
     g, n, k = idx.shape
@@ -207,8 +231,9 @@ def sparse_rows(grad_vals: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
     return rowptr, dst_local, both, alpha, beta, gamma
 
 
-def similarity_graph_sparse_backward(xs: list[torch.Tensor], rowptr, col, coef, alpha, beta,
-                                     gamma) -> list[torch.Tensor]:
+def similarity_graph_sparse_backward(
+    xs: list[torch.Tensor], rowptr, col, coef, alpha, beta, gamma
+) -> list[torch.Tensor]:
     """grad_x in the shapes of xs from the CSR of sparse_rows (torch backend)."""
     graphs = per_graph(xs)
     n = (rowptr.numel() - 1) // len(graphs)
@@ -217,12 +242,13 @@ def similarity_graph_sparse_backward(xs: list[torch.Tensor], rowptr, col, coef, 
         acc_t = torch.float64 if x.dtype == torch.float64 else torch.float32
         x = x.to(acc_t)
         lo, hi = gi * n, (gi + 1) * n
-        ptr = rowptr[lo:hi + 1]
+        ptr = rowptr[lo : hi + 1]
         start, stop = int(ptr[0]), int(ptr[-1])
         with warnings.catch_warnings():  # "sparse CSR support is in beta": a product is all we use
             warnings.simplefilter("ignore", UserWarning)
-            csr = torch.sparse_csr_tensor(ptr - start, col[start:stop], coef[start:stop].to(acc_t),
-                                          size=(n, n), check_invariants=False)
+            csr = torch.sparse_csr_tensor(
+                ptr - start, col[start:stop], coef[start:stop].to(acc_t), size=(n, n), check_invariants=False
+            )
             acc = csr @ x
         grads.append(_row_terms(x, acc, alpha[lo:hi], beta[lo:hi], gamma[lo:hi]))
     return regroup(grads, xs)
@@ -233,8 +259,15 @@ def _row_terms(x, acc, alpha, beta, gamma):
     return alpha.to(x.dtype).unsqueeze(1) * acc - x * (beta + gamma * dot).to(x.dtype).unsqueeze(1)
 
 
-def dense_backward(grad_w: torch.Tensor, xs: list[torch.Tensor], w: torch.Tensor, stats: torch.Tensor,
-                   metric: str, sigma: float, relu: bool) -> list[torch.Tensor]:
+def dense_backward(
+    grad_w: torch.Tensor,
+    xs: list[torch.Tensor],
+    w: torch.Tensor,
+    stats: torch.Tensor,
+    metric: str,
+    sigma: float,
+    relu: bool,
+) -> list[torch.Tensor]:
     """grad_x in the shapes of xs from dL/dW (G, n, n): one (C + Cᵀ) X product per graph (a GEMM:
     torch's, on every backend)."""
     n = w.shape[-1]

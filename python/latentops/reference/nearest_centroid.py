@@ -1,8 +1,8 @@
 """Reference nearest-centroid search.
 
 The expanded form ‖c‖² − 2 z·c is evaluated in float64, so the chosen index is the true nearest
-centroid (ties to the lowest index, up to float64 rounding) even where float32 would cancel; rows are processed in chunks so
-memory stays O(chunk · K), never O(N · K).
+centroid (ties to the lowest index, up to float64 rounding) even where float32 would cancel; rows
+are processed in chunks so memory stays O(chunk · K), never O(N · K).
 """
 
 import torch
@@ -38,7 +38,8 @@ def nearest_centroid(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Ten
     return indices, squared_distance(z, codebook[indices])
 
 
-def nearest_centroid_forward(z: torch.Tensor, codebook: torch.Tensor,
-                             accuracy: str) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_centroid_forward(
+    z: torch.Tensor, codebook: torch.Tensor, accuracy: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The torch backend's stage (always exact: `accuracy` has nothing to trade here)."""
     return nearest_centroid(z, codebook)

@@ -71,8 +71,9 @@ def soft_quantize_forward(z, codebook, s, s_layout, log_prior, accuracy="exact")
     return z_hat, lse
 
 
-def soft_quantize_backward(grad, z, codebook, s, s_layout, log_prior, z_hat, lse, accuracy,
-                           need_grad_s, need_grad_log_prior):
+def soft_quantize_backward(
+    grad, z, codebook, s, s_layout, log_prior, z_hat, lse, accuracy, need_grad_s, need_grad_log_prior
+):
     """Gradients of L with dL/dẑ = grad: (grad_z, grad_codebook, grad_s in s's layout or None,
     grad_log_prior or None), recomputing p = exp(l − lse) chunk by chunk."""
     acc = _acc(z)
@@ -115,7 +116,7 @@ def soft_assignments(z, codebook, s, s_layout, log_prior):
     """The (N, K) posterior p itself, for analysis and small problems (differentiable)."""
     zc, c, c_sq = _centred(z, codebook)
     acc = _acc(z)
-    logits, _ = _logits(zc, c, c_sq, s.to(acc), s_layout,
-                        None if log_prior is None else log_prior.to(acc), 0, z.shape[0])
+    logits, _ = _logits(
+        zc, c, c_sq, s.to(acc), s_layout, None if log_prior is None else log_prior.to(acc), 0, z.shape[0]
+    )
     return torch.softmax(logits, 1)
-

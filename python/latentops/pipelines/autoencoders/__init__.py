@@ -16,5 +16,12 @@ def train(config: TrainConfig) -> dict:
     return run(AutoencoderTask, config)
 
 
-__all__ = ["AutoencoderTask", "TrainConfig", "clustering_accuracy", "decode_interpolations",
-           "interpolation_metrics", "linear_probe_accuracy", "train"]
+__all__ = [
+    "AutoencoderTask",
+    "TrainConfig",
+    "clustering_accuracy",
+    "decode_interpolations",
+    "interpolation_metrics",
+    "linear_probe_accuracy",
+    "train",
+]

@@ -20,8 +20,7 @@ class TrainConfig:
     data_dir: str | None = option(None, help="folder with the mnist / svhn / cifar10 files")
     steps: int = run.steps(262_144, help="training steps (default: ACAI's 2^24 images at batch 64)")
     batch_size: int = run.batch_size(64)
-    latent: int = option(16, check=COUNT,
-                         help="channels of the 4×4 latent map (the latent has 16·LATENT numbers)")
+    latent: int = option(16, check=COUNT, help="channels of the 4×4 latent map (the latent has 16·LATENT numbers)")
     depth: int = option(16, check=COUNT, help="channels of the first scale")
     scales: int | None = option(None, check=COUNT, help="2× poolings (default: down to a 4×4 latent map)")
     lr: float = option(1e-4, check=POSITIVE)
@@ -33,8 +32,7 @@ class TrainConfig:
     checkpoint_every: int | None = run.checkpoint_every()
     log_every: int = run.log_every()
     eval_pairs: int = option(256, check=COUNT, help="interpolation pairs per evaluation")
-    eval_images: int = option(1024, check=COUNT,
-                              help="test images whose reconstruction error each evaluation reports")
+    eval_images: int = option(1024, check=COUNT, help="test images whose reconstruction error each evaluation reports")
     kmeans_restarts: int = option(100, check=COUNT)
     probe_images: int = option(10_000, check=COUNT, help="training images for the frozen-latent classifier")
     downstream: bool = option(True, help="skip the final classifier and clustering evaluation")

@@ -15,16 +15,25 @@ def encode_all(model, images: torch.Tensor, device, batch_size: int = 1024) -> t
     was_training = model.training
     model.eval()
     try:
-        parts = [model.encode(images[i:i + batch_size].to(device)).flatten(1).float()
-                 for i in range(0, images.shape[0], batch_size)]
+        parts = [
+            model.encode(images[i : i + batch_size].to(device)).flatten(1).float()
+            for i in range(0, images.shape[0], batch_size)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(parts)
 
 
-def linear_probe_accuracy(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor,
-                          test_y: torch.Tensor, num_classes: int, *, iters: int = 200,
-                          weight_decay: float = 1e-4) -> float:
+def linear_probe_accuracy(
+    train_z: torch.Tensor,
+    train_y: torch.Tensor,
+    test_z: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    *,
+    iters: int = 200,
+    weight_decay: float = 1e-4,
+) -> float:
     """Test accuracy of a linear softmax classifier fit on standardized frozen latents by
     full-batch L-BFGS (deterministic: zero init, no sampling)."""
     mean, std = train_z.mean(0), train_z.std(0).clamp_min(1e-6)
@@ -48,8 +57,9 @@ def linear_probe_accuracy(train_z: torch.Tensor, train_y: torch.Tensor, test_z: 
     return float((predictions == test_y.cpu()).double().mean())
 
 
-def clustering_accuracy(z: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
-                        restarts: int = 100, seed: int = 0) -> float:
+def clustering_accuracy(
+    z: torch.Tensor, labels: torch.Tensor, num_classes: int, *, restarts: int = 100, seed: int = 0
+) -> float:
     """Accuracy of latentops.kmeans clusters (k = num_classes, best inertia of `restarts` runs)
     after matching clusters to classes one to one with scipy's linear_sum_assignment."""
     from scipy.optimize import linear_sum_assignment

@@ -69,8 +69,7 @@ def interpolation_metrics(decoded: torch.Tensor, references: int = lines.REFEREN
 
 
 @torch.no_grad()
-def decode_interpolations(model, start: torch.Tensor, end: torch.Tensor,
-                          frames: int = FRAMES) -> torch.Tensor:
+def decode_interpolations(model, start: torch.Tensor, end: torch.Tensor, frames: int = FRAMES) -> torch.Tensor:
     """(pairs, frames, C, H, W): model.decode of the latents lerped from encode(start) (first
     frame) to encode(end) (last), evenly spaced; the model is evaluated in eval mode."""
     was_training = model.training

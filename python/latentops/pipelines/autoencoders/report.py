@@ -7,14 +7,26 @@ from latentops.pipelines import plots
 from latentops.pipelines.task import Row, TaskReport
 
 FRAMES_PNG = "interpolation-frames.png"  # what each evaluation draws and the report reads back
-DISPLAY_NAMES = {"baseline": "Baseline", "dropout": "Dropout", "denoising": "Denoising",
-                 "vae": "VAE", "aae": "AAE", "vqvae": "VQ-VAE", "softvq": "Soft-VQ", "acai": "ACAI"}
+DISPLAY_NAMES = {
+    "baseline": "Baseline",
+    "dropout": "Dropout",
+    "denoising": "Denoising",
+    "vae": "VAE",
+    "aae": "AAE",
+    "vqvae": "VQ-VAE",
+    "softvq": "Soft-VQ",
+    "acai": "ACAI",
+}
 MODEL_ORDER = list(DISPLAY_NAMES)
-LINES_ROWS = [Row("mean_distance", "Mean Distance (×10⁻³)", lambda v: f"{1e3 * v:.2f}"),
-              Row("smoothness", "Smoothness", lambda v: f"{v:.2f}")]
-ROWS = [Row("probe_accuracy", "Single-layer classifier accuracy (%)", lambda v: f"{100 * v:.1f}"),
-        Row("clustering_accuracy", "Clustering accuracy (%)", lambda v: f"{100 * v:.1f}"),
-        Row("test_mse", "Test reconstruction MSE", lambda v: f"{v:.4f}")]
+LINES_ROWS = [
+    Row("mean_distance", "Mean Distance (×10⁻³)", lambda v: f"{1e3 * v:.2f}"),
+    Row("smoothness", "Smoothness", lambda v: f"{v:.2f}"),
+]
+ROWS = [
+    Row("probe_accuracy", "Single-layer classifier accuracy (%)", lambda v: f"{100 * v:.1f}"),
+    Row("clustering_accuracy", "Clustering accuracy (%)", lambda v: f"{100 * v:.1f}"),
+    Row("test_mse", "Test reconstruction MSE", lambda v: f"{v:.4f}"),
+]
 
 
 class AutoencoderReport(TaskReport):
@@ -35,8 +47,10 @@ class AutoencoderReport(TaskReport):
 
     def figure_metrics(self, summaries: list[dict]) -> list[tuple[str, str]]:
         lines_only = all(s["dataset"] == "lines" for s in summaries)
-        return ([("mean_distance", "Mean Distance"), ("smoothness", "Smoothness")] if lines_only else []) + \
-            [("probe_accuracy", "classifier accuracy"), ("clustering_accuracy", "clustering accuracy")]
+        return ([("mean_distance", "Mean Distance"), ("smoothness", "Smoothness")] if lines_only else []) + [
+            ("probe_accuracy", "classifier accuracy"),
+            ("clustering_accuracy", "clustering accuracy"),
+        ]
 
     def strip(self, run_dir, summary: dict):
         frames = run_dir / FRAMES_PNG

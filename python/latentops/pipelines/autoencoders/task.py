@@ -22,9 +22,11 @@ class AutoencoderTask(Task):
     name = "autoencoders"
     command = "train"
     help = "train an autoencoder of the zoo (under torchrun: data-parallel)"
-    description = ("Train one model; writes metrics.jsonl, metrics.json, checkpoints, "
-                   "interpolation.png and loss.png to --out. Under `torchrun --nproc-per-node P` "
-                   "the P processes share each global batch (gloo on CPU, nccl on CUDA).")
+    description = (
+        "Train one model; writes metrics.jsonl, metrics.json, checkpoints, "
+        "interpolation.png and loss.png to --out. Under `torchrun --nproc-per-node P` "
+        "the P processes share each global batch (gloo on CPU, nccl on CUDA)."
+    )
     config_class = TrainConfig
     identity = ("model", "dataset", "latent", "depth", "scales", "lr")
     progress_loss = "mse"
@@ -40,8 +42,9 @@ class AutoencoderTask(Task):
     def build(self, device: torch.device) -> Training:
         config = self.config
         self.device = device
-        self.model = build_model(config.model, self.dataset.image_shape, depth=config.depth,
-                                 latent=config.latent, scales=config.scales).to(device)
+        self.model = build_model(
+            config.model, self.dataset.image_shape, depth=config.depth, latent=config.latent, scales=config.scales
+        ).to(device)
         groups = self.model.param_groups()
         optimizers = {name: torch.optim.Adam(params, lr=config.lr) for name, params in groups.items()}
         return Training(self.model, groups, optimizers)
@@ -57,7 +60,7 @@ class AutoencoderTask(Task):
     def evaluate(self, step: int, run_dir) -> dict:
         model, config = self.model, self.config
         test_images, _ = self.dataset.test_set()
-        sample = test_images[:config.eval_images].to(self.device)
+        sample = test_images[: config.eval_images].to(self.device)
         was_training = model.training
         model.eval()
         try:
@@ -66,8 +69,9 @@ class AutoencoderTask(Task):
             model.train(was_training)
         start, end = self._pairs()
         decoded = decode_interpolations(model, start.to(self.device), end.to(self.device), FRAMES)
-        plots.save_interpolation_grid(decoded[:_GRID_PAIRS], run_dir / "interpolation.png",
-                                      f"{config.model} on {config.dataset}, step {step}")
+        plots.save_interpolation_grid(
+            decoded[:_GRID_PAIRS], run_dir / "interpolation.png", f"{config.model} on {config.dataset}, step {step}"
+        )
         plots.save_frames(decoded[:_GRID_PAIRS], run_dir / FRAMES_PNG)
         metrics = {"test_mse": test_mse}
         if config.dataset == "lines":
@@ -80,7 +84,7 @@ class AutoencoderTask(Task):
             return lines.draw_lines(start), lines.draw_lines(end)
         test_images, _ = self.dataset.test_set()
         pairs = min(self.config.eval_pairs, test_images.shape[0] // 2)
-        return test_images[:pairs], test_images[pairs:2 * pairs]
+        return test_images[:pairs], test_images[pairs : 2 * pairs]
 
     def final_metrics(self, records: list[dict]) -> dict:
         metrics = {}
@@ -98,7 +102,9 @@ class AutoencoderTask(Task):
         train_z = encode_all(self.model, train_images, self.device)
         test_z = encode_all(self.model, test_images, self.device)
         classes = self.dataset.num_classes
-        return {"probe_accuracy": linear_probe_accuracy(train_z, train_labels, test_z, test_labels, classes),
-                "clustering_accuracy": clustering_accuracy(test_z, test_labels, classes,
-                                                           restarts=self.config.kmeans_restarts,
-                                                           seed=self.config.seed)}
+        return {
+            "probe_accuracy": linear_probe_accuracy(train_z, train_labels, test_z, test_labels, classes),
+            "clustering_accuracy": clustering_accuracy(
+                test_z, test_labels, classes, restarts=self.config.kmeans_restarts, seed=self.config.seed
+            ),
+        }
