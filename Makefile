@@ -21,7 +21,7 @@ RUN_BATCH ?= 16
 RUN_ARGS ?= --depth 8 --lr 3e-3 --threads 1
 RUN_DIR ?= runs/lines-$(shell hostname)
 
-.PHONY: run bench test lint format install wheel bench-gpu clean
+.PHONY: run bench test lint format install wheel clean
 
 # Rebuilt when the Makefile changes, so a new dependency reaches existing environments.
 $(VENV)/.deps: Makefile
