@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import torch
 
+from latentops._optional import import_optional
 from latentops.native import library as native
 
 BACKEND_NAMES = ("cuda", "triton", "cpu", "torch")
@@ -43,8 +44,8 @@ ALL_FLOAT_DTYPES = (*KERNEL_DTYPES, torch.float64)
 
 if native is not None and not native.cpu_supported:
     warnings.warn(
-        "latentops: the C++ CPU kernels were not built for this processor (they need "
-        "x86-64 with AVX2/FMA); CPU tensors use the torch backend",
+        "latentops: no C++ CPU kernels here (they are x86-64 AVX2/FMA code: built on x86-64 unless "
+        "LATENTOPS_CPU_KERNELS=OFF, run where the processor has AVX2/FMA); CPU tensors use the torch backend",
         RuntimeWarning,
         stacklevel=2,
     )
@@ -68,16 +69,7 @@ def _triton_kernels():
     use; None (with one warning if the import failed) otherwise."""
     if importlib.util.find_spec("triton") is None or not (torch.cuda.is_available() or _TRITON_ON_CPU):
         return None
-    try:
-        return importlib.import_module("latentops.kernels")
-    except Exception as exc:  # an ImportError, or a broken Triton raising anything else
-        warnings.warn(
-            f"latentops: the Triton kernels are unavailable ({type(exc).__name__}: {exc}); "
-            "falling back to the other backends",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return None
+    return import_optional("latentops.kernels", "the Triton kernels are", "falling back to the other backends")
 
 
 def triton_kernel(family: str, name: str) -> Callable:

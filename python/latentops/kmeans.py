@@ -33,10 +33,20 @@ class KMeansResult(NamedTuple):
     inertia: float
 
 
-def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, n_init: int = 1,
-           init: str | torch.Tensor = "k-means++", tol: float = 1e-4, seed: int = 0,
-           backend: str | None = None, batch_size: int | None = None,
-           max_points_per_centroid: int | None = None, verbose: bool = False) -> KMeansResult:
+def kmeans(
+    x: torch.Tensor,
+    k: int,
+    *,
+    iters: int = 50,
+    n_init: int = 1,
+    init: str | torch.Tensor = "k-means++",
+    tol: float = 1e-4,
+    seed: int = 0,
+    backend: str | None = None,
+    batch_size: int | None = None,
+    max_points_per_centroid: int | None = None,
+    verbose: bool = False,
+) -> KMeansResult:
     """Cluster the rows of x into k clusters with Lloyd's algorithm.
 
     Args:
@@ -75,10 +85,11 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, n_init: int = 1,
     """
     _check_args(x, k, iters, n_init, init, tol, batch_size)
     if max_points_per_centroid is not None and (
-            isinstance(max_points_per_centroid, bool) or not isinstance(max_points_per_centroid, int)
-            or max_points_per_centroid < 1):
-        raise ValueError(f"max_points_per_centroid must be None or an int ≥ 1, "
-                         f"got {max_points_per_centroid!r}")
+        isinstance(max_points_per_centroid, bool)
+        or not isinstance(max_points_per_centroid, int)
+        or max_points_per_centroid < 1
+    ):
+        raise ValueError(f"max_points_per_centroid must be None or an int ≥ 1, got {max_points_per_centroid!r}")
     n, d = x.shape
     if batch_size is None:
         batch_size = max(1, _BATCH_BYTES // (4 * d + 16))
@@ -89,7 +100,7 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, n_init: int = 1,
     with torch.no_grad():
         x = everything = x.detach()
         if max_points_per_centroid is not None and n > k * max_points_per_centroid:
-            rows = torch.randperm(n, generator=generator)[:k * max_points_per_centroid]
+            rows = torch.randperm(n, generator=generator)[: k * max_points_per_centroid]
             x, n = x[rows.to(x.device)], k * max_points_per_centroid
         for run in range(runs):
             if isinstance(init, torch.Tensor):
@@ -100,8 +111,7 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, n_init: int = 1,
             else:
                 with _one_cpu_thread(x.device):
                     centroids = _kmeans_plusplus(x, k, generator, acc)
-            result = _lloyd(x, centroids, iters, tol, backend, batch_size, acc,
-                            verbose and (run, runs))
+            result = _lloyd(x, centroids, iters, tol, backend, batch_size, acc, verbose and (run, runs))
             if best is None or result.inertia < best.inertia:
                 best = result
         if x is not everything:
@@ -113,8 +123,7 @@ def _check_args(x, k, iters, n_init, init, tol, batch_size) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in _KMEANS_FLOAT_DTYPES:
-        raise TypeError(f"x must be a float tensor (float32, float16, bfloat16, float64), "
-                        f"got {x.dtype}")
+        raise TypeError(f"x must be a float tensor (float32, float16, bfloat16, float64), got {x.dtype}")
     if x.dim() != 2:
         raise ValueError(f"x must be 2-D (N, D), got shape {tuple(x.shape)}")
     if x.shape[1] == 0:
@@ -123,26 +132,22 @@ def _check_args(x, k, iters, n_init, init, tol, batch_size) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if k < 1 or k > x.shape[0]:
-        raise ValueError(f"k must satisfy 1 ≤ k ≤ N = {x.shape[0]} (x has shape "
-                         f"{tuple(x.shape)}), got k = {k}")
+        raise ValueError(f"k must satisfy 1 ≤ k ≤ N = {x.shape[0]} (x has shape {tuple(x.shape)}), got k = {k}")
     if iters < 1:
         raise ValueError(f"iters must be ≥ 1, got {iters}")
     if n_init < 1:
         raise ValueError(f"n_init must be ≥ 1, got {n_init}")
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
         raise ValueError(f"tol must be a number ≥ 0, got {tol!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be None or an int ≥ 1, got {batch_size!r}")
     if isinstance(init, torch.Tensor):
         if not init.is_floating_point():
             raise TypeError(f"init must be a float tensor, got {init.dtype}")
         if tuple(init.shape) != (k, x.shape[1]):
-            raise ValueError(f"init tensor must have shape (k, D) = {(k, x.shape[1])}, "
-                             f"got {tuple(init.shape)}")
+            raise ValueError(f"init tensor must have shape (k, D) = {(k, x.shape[1])}, got {tuple(init.shape)}")
     elif not isinstance(init, str):
-        raise TypeError(f"init must be one of {INIT_METHODS} or a (k, D) tensor, "
-                        f"got {type(init).__name__}")
+        raise TypeError(f"init must be one of {INIT_METHODS} or a (k, D) tensor, got {type(init).__name__}")
     elif init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS} or a (k, D) tensor, got {init!r}")
 
@@ -166,8 +171,7 @@ def _one_cpu_thread(device: torch.device):
         torch.set_num_threads(threads)
 
 
-def _kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator,
-                     acc: torch.dtype) -> torch.Tensor:
+def _kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, acc: torch.dtype) -> torch.Tensor:
     """Greedy k-means++ (scikit-learn's variant) on a random subsample; no host syncs."""
     n = x.shape[0]
     m = min(n, max(_PP_POINTS_PER_CLUSTER * k, _PP_MIN_POINTS))
@@ -196,20 +200,28 @@ def _kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator,
         b = min(per_step, k - c)
         cumulative = closest.cumsum(0)
         # right=True: a draw of exactly 0 must not land on a point of zero mass (a chosen one).
-        targets = (uniforms[c:c + b] * cumulative[-1]).reshape(-1)
+        targets = (uniforms[c : c + b] * cumulative[-1]).reshape(-1)
         candidates = torch.searchsorted(cumulative, targets, right=True).clamp_max_(m - 1)
         dist = torch.minimum(queries[candidates] @ keys, closest)  # (b · trials, m)
         best = dist.sum(1).view(b, trials).argmin(1) + offsets[:b]
         picks = candidates[best]
         # The expanded form is off by rounding near 0: pin the chosen points' mass to exactly 0.
         closest = dist[best].amin(0).clamp_min_(0.0).index_fill_(0, picks, 0.0)
-        chosen[c:c + b] = picks
+        chosen[c : c + b] = picks
         c += b
     return sample[chosen].clone()
 
 
-def _lloyd(x: torch.Tensor, centroids: torch.Tensor, iters: int, tol: float,
-           backend: str | None, batch_size: int, acc: torch.dtype, progress) -> KMeansResult:
+def _lloyd(
+    x: torch.Tensor,
+    centroids: torch.Tensor,
+    iters: int,
+    tol: float,
+    backend: str | None,
+    batch_size: int,
+    acc: torch.dtype,
+    progress,
+) -> KMeansResult:
     n, d = x.shape
     k = centroids.shape[0]
     bar = None
@@ -217,8 +229,7 @@ def _lloyd(x: torch.Tensor, centroids: torch.Tensor, iters: int, tol: float,
         from tqdm.auto import tqdm
 
         run, runs = progress
-        bar = tqdm(total=iters, desc="k-means" if runs == 1 else f"k-means run {run + 1}/{runs}",
-                   unit="it")
+        bar = tqdm(total=iters, desc="k-means" if runs == 1 else f"k-means run {run + 1}/{runs}", unit="it")
     previous = math.inf
     try:
         for it in range(iters):
@@ -228,7 +239,7 @@ def _lloyd(x: torch.Tensor, centroids: torch.Tensor, iters: int, tol: float,
             labels, dists = [], []
             search_codebook = centroids if acc == torch.float64 else centroids.float()
             for start in range(0, n, batch_size):
-                batch = x[start:start + batch_size].to(acc)
+                batch = x[start : start + batch_size].to(acc)
                 idx, dist = nearest_centroid(batch, search_codebook, backend=backend)
                 labels.append(idx)
                 dists.append(dist)
@@ -249,8 +260,7 @@ def _lloyd(x: torch.Tensor, centroids: torch.Tensor, iters: int, tol: float,
             previous = current
             if n_empty:
                 _reseed_empty(x, sums, counts, labels, dists, n_empty, acc)
-            centroids = torch.where(counts.unsqueeze(1) > 0,
-                                    sums / counts.clamp_min(1).unsqueeze(1).to(acc), centroids)
+            centroids = torch.where(counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1).to(acc), centroids)
     finally:
         if bar is not None:
             bar.close()

@@ -7,22 +7,10 @@ ops then fall back to the other backends."""
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from types import ModuleType
 
+from latentops._optional import import_optional
 
-def _load() -> ModuleType | None:
-    try:
-        return importlib.import_module("latentops._C")
-    except Exception as exc:  # an ImportError, or a broken install raising anything else
-        warnings.warn(
-            f"latentops: the compiled extension is unavailable ({type(exc).__name__}: {exc}); "
-            "the cpu and cuda backends are off",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
-
-
-library: ModuleType | None = _load()
+library: ModuleType | None = import_optional(
+    "latentops._C", "the compiled extension is", "the cpu and cuda backends are off"
+)
