@@ -91,24 +91,18 @@ def backends() -> list[str]:
     return [name for name in BACKEND_NAMES if name in present]
 
 
+# Whether a backend can run on a device here; Triton is checked (and imported) only where it can run.
+_PRESENT = {
+    "cuda": lambda device: native is not None and native.has_cuda and torch.cuda.is_available(),
+    "triton": lambda device: (device.type == "cuda" or _TRITON_ON_CPU) and _triton_kernels() is not None,
+    "cpu": lambda device: native is not None and native.cpu_supported,
+    "torch": lambda device: True,
+}
+
+
 def available_on(device: torch.device) -> list[str]:
     """Backends that can run on tensors of `device`, fastest first."""
-    if device.type not in _FASTEST_FIRST:
-        return ["torch"]
-    names = []
-    for name in _FASTEST_FIRST[device.type]:
-        if name == "triton":  # checked (and imported) only where it can run
-            if (device.type == "cuda" or _TRITON_ON_CPU) and _triton_kernels() is not None:
-                names.append(name)
-        elif name == "cuda":
-            if native is not None and native.has_cuda and torch.cuda.is_available():
-                names.append(name)
-        elif name == "cpu":
-            if native is not None and native.cpu_supported:
-                names.append(name)
-        else:
-            names.append(name)
-    return names
+    return [name for name in _FASTEST_FIRST.get(device.type, ("torch",)) if _PRESENT[name](device)]
 
 
 @contextlib.contextmanager
