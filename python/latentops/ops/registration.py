@@ -96,9 +96,8 @@ def _eager_function(name: str, impl: Callable, setup_context: Callable, backward
 
     def setup(ctx, inputs, output):
         spans, *flat = inputs
-        # The custom op's view: one flag per argument (a list: whether any of its tensors needs one).
-        flags = _unflatten(ctx.needs_input_grad[1:], spans)
-        ctx.needs_input_grad = tuple(any(f) if isinstance(f, list) else f for f in flags)
+        # The custom op's view: one entry per argument, a list of flags for a list of tensors.
+        ctx.needs_input_grad = tuple(_unflatten(ctx.needs_input_grad[1:], spans))
         ctx.spans = spans
         setup_context(ctx, tuple(_unflatten(flat, spans)), output)
 
