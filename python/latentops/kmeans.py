@@ -50,8 +50,9 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 300, n_init: int = 1,
     moved the centroids by no more than `tol`). Then, while assignment steps are left,
     merge-split trials: the centroid whose removal costs least (its points going to their
     second-nearest centroid; the next-cheapest after each failed trial) moves to a point drawn by
-    D² sampling inside the cluster of largest squared error, the run descends again from there,
-    and the result is kept if its inertia is lower. Five failed trials in a row end the run.
+    D² sampling inside the cluster of largest squared error, the run descends again from there
+    (given up once Lloyd converges more than 1% above the best), and the result is kept if its
+    inertia is lower. Five failed trials in a row end the run.
     Lloyd alone stops in whichever local minimum the seeding leads to; the trials move centroids
     between clusters, which is what separates those minima (on scikit-learn's digits, two
     centroids sharing one digit while another covers two). Each trial costs a descent (tens of
@@ -255,6 +256,10 @@ def _kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator,
 
 # Merge-split trials end after this many fail in a row (each tries the next-cheapest centroid).
 _SWAP_PATIENCE = 5
+# A trial whose Lloyd iterations converge more than this far above the best inertia is given up
+# there: the Hartigan steps and Lloyd's tail still to come recover far less (~1e-4 on digits),
+# and a trial that split a compact cluster in two would otherwise creep on for tens of steps.
+_TRIAL_MARGIN = 0.01
 
 
 class _Descent(NamedTuple):
@@ -279,7 +284,8 @@ def _run(x: torch.Tensor, centroids: torch.Tensor, iters: int, lloyd: _Lloyd,
     failed = 0
     while left > 0 and best.spare is not None and failed < _SWAP_PATIENCE and best.inertia > 0:
         uniform = float(torch.rand((), generator=generator, dtype=torch.float64))
-        trial = lloyd.descend(x, _merge_split(x, best, failed % k, uniform), left, bar)
+        trial = lloyd.descend(x, _merge_split(x, best, failed % k, uniform), left, bar,
+                              best.inertia * (1 + _TRIAL_MARGIN))
         left -= trial.steps
         if trial.inertia < best.inertia:
             best, failed = trial, 0
@@ -323,13 +329,15 @@ class _Lloyd:
                 for start in range(0, x.shape[0], self.batch_size)])
         return self._norms_cache
 
-    def descend(self, x: torch.Tensor, centroids: torch.Tensor, steps: int, bar) -> _Descent:
+    def descend(self, x: torch.Tensor, centroids: torch.Tensor, steps: int, bar,
+                give_up_above: float = math.inf) -> _Descent:
         """At most `steps` assignment steps from `centroids` (1: just assign): Lloyd iterations,
         where an iteration that finds Lloyd converged (no label changed, or the centroids moved
         by at most shift_tol) updates with a Hartigan step instead; finished when the iteration
         after a Hartigan step finds Lloyd converged again and that step moved nothing or moved
         the centroids by at most shift_tol (with shift_tol = 0: no single-point move lowers the
-        inertia, which also makes it a Lloyd fixed point)."""
+        inertia, which also makes it a Lloyd fixed point). Given up, unfinished, at an iteration
+        that finds Lloyd converged with the inertia above `give_up_above`."""
         n, d = x.shape
         k = centroids.shape[0]
         acc = self.acc
@@ -369,7 +377,7 @@ class _Lloyd:
             # shift the centroids by more than the tolerance.
             finished = converged and (k == 1 or (polished and (
                 n_moved == 0 or shifted <= self.shift_tol)))
-            if finished or step == steps - 1:
+            if finished or step == steps - 1 or (converged and current > give_up_above):
                 break
             labels = labels[0] if len(labels) == 1 else torch.cat(labels)
             if n_empty:
