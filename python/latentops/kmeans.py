@@ -1,4 +1,5 @@
-"""latentops.kmeans: Lloyd's k-means on CPU or GPU tensors, with the assignment step done by
+"""latentops.kmeans: k-means on CPU or GPU tensors: greedy k-means++, Lloyd's iterations polished
+by batched Hartigan moves, and a merge-split search, with the assignment step done by
 latentops.nearest_centroid (so it runs on whichever backend that op picks)."""
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def kmeans(
     x: torch.Tensor,
     k: int,
     *,
-    iters: int = 50,
+    iters: int = 300,
     n_init: int = 1,
     init: str | torch.Tensor = "k-means++",
     tol: float = 1e-4,
@@ -47,14 +48,36 @@ def kmeans(
     max_points_per_centroid: int | None = None,
     verbose: bool = False,
 ) -> KMeansResult:
-    """Cluster the rows of x into k clusters with Lloyd's algorithm.
+    """Cluster the rows of x into k clusters: Lloyd's algorithm, polished by Hartigan's single-point
+    moves, and a merge-split search over the remaining assignment-step budget.
+
+    One run: seed the centroids (`init`), then descend: Lloyd iterations until they converge (see
+    `tol`); each time they do, one batched step of Hartigan's method moves the points whose move
+    to another cluster lowers the inertia with the means updated (Lloyd only looks at the old
+    means, so it stops at partitions Hartigan still improves; each cluster takes part in at most
+    one move per step, so the moves are independent and the inertia drops by their gains); the
+    descent ends when Lloyd is converged after a Hartigan step that found nothing to move (or
+    moved the centroids by no more than `tol`). Then, while assignment steps are left,
+    merge-split trials: the centroid whose removal costs least (its points going to their
+    second-nearest centroid; the next-cheapest after each failed trial) moves to a point drawn by
+    D² sampling inside the cluster of largest squared error, the run descends again from there
+    (given up once Lloyd converges more than 1% above the best), and the result is kept if its
+    inertia is lower. Five failed trials in a row end the run.
+    Lloyd alone stops in whichever local minimum the seeding leads to; the trials move centroids
+    between clusters, which is what separates those minima (on scikit-learn's digits, two
+    centroids sharing one digit while another covers two). Each trial costs a descent (tens of
+    steps), so on small data a run spends most of `iters` in them; they start only once Lloyd
+    has converged, so a budget below what Lloyd needs costs what Lloyd costs.
 
     Args:
         x: (N, D) float tensor (float32, float16, bfloat16 or float64) on any device. Centroid sums
             are accumulated in float32 (float64 for float64 x).
         k: number of clusters, 1 ≤ k ≤ N.
-        iters: at most this many assignment steps per run (each but the last followed by an
-            update of the centroids).
+        iters: assignment steps per run, all phases together (each step is one pass of
+            nearest_centroid over the points). 300, scikit-learn's max_iter, lets a small problem
+            converge and spend the rest on merge-split trials; pass e.g. 20-25 (FAISS's
+            default niter is 25) for a fast fixed-cost run on large data, where Lloyd alone
+            takes a few hundred steps to converge.
         n_init: independent runs (successive draws of the generator seeded by `seed`); the
             lowest inertia wins.
             Ignored (one run) when `init` is a tensor.
@@ -64,8 +87,10 @@ def kmeans(
             centres per step, each the best of its own candidates, and centres of one step may
             coincide until the empty-cluster reseeding separates them), "random" (k distinct
             points of x), or a (k, D) tensor of starting centroids.
-        tol: stop when the inertia changes by less than tol relative to it between two
-            assignment steps (0: only when it stops changing).
+        tol: Lloyd iterations count as converged when no label changes or when the centroids
+            moved by at most tol × (mean variance of x's columns) in total squared distance, as
+            in scikit-learn (0: only when no label changes). The variance comes from at most
+            32,768 evenly spaced rows.
         seed: seeds a CPU torch.Generator that draws all randomness, so results are deterministic
             for a seed on a given device and backend.
         backend: passed to latentops.nearest_centroid (None: the fastest for x's device).
@@ -73,15 +98,17 @@ def kmeans(
         max_points_per_centroid: if set and N > k · this, train on a random subsample of that many
             points (FAISS's Kmeans does this with 256 by default), then assign every point once to
             the trained centroids for the returned labels and inertia. None trains on all points.
-        verbose: show a tqdm progress bar over the iterations with the inertia.
+        verbose: show a tqdm progress bar per run over its assignment steps, with the inertia.
 
     Returns:
-        KMeansResult(centroids, labels, inertia) where labels and inertia are those of the last
-        assignment step and centroids are the ones that step used, so the three agree.
+        KMeansResult(centroids, labels, inertia) of the run with the lowest inertia, where labels
+        and inertia are those of an assignment step and centroids are the ones it used, so the
+        three agree.
 
     Clusters left empty by an update are re-seeded with the points farthest from their centroids
-    (those points leave their old clusters), as scikit-learn does. One host sync per iteration
-    (the inertia, for `tol` and empty-cluster checks); none per batch.
+    (those points leave their old clusters), as scikit-learn does. One host sync per assignment
+    step (the inertia and the convergence counts) and one per call (the data's variance, for
+    `tol`); none per batch.
     """
     _check_args(x, k, iters, n_init, init, tol, batch_size)
     if max_points_per_centroid is not None and (
@@ -96,12 +123,15 @@ def kmeans(
     generator = torch.Generator().manual_seed(int(seed))
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     runs = 1 if isinstance(init, torch.Tensor) else n_init
-    best: KMeansResult | None = None
+    best: _Descent | None = None
     with torch.no_grad():
         x = everything = x.detach()
         if max_points_per_centroid is not None and n > k * max_points_per_centroid:
             rows = torch.randperm(n, generator=generator)[: k * max_points_per_centroid]
             x, n = x[rows.to(x.device)], k * max_points_per_centroid
+        # scikit-learn's tolerance: tol times the mean per-column variance of the training data.
+        shift_tol = tol * _mean_variance(x) if tol > 0 else 0.0
+        lloyd = _Lloyd(backend, batch_size, acc, shift_tol)
         for run in range(runs):
             if isinstance(init, torch.Tensor):
                 centroids = init.detach().to(device=x.device, dtype=acc).clone()
@@ -111,11 +141,20 @@ def kmeans(
             else:
                 with _one_cpu_thread(x.device):
                     centroids = _kmeans_plusplus(x, k, generator, acc)
-            result = _lloyd(x, centroids, iters, tol, backend, batch_size, acc, verbose and (run, runs))
+            bar = None
+            if verbose:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=iters, unit="step", desc="k-means" if runs == 1 else f"k-means run {run + 1}/{runs}")
+            try:
+                result = _run(x, centroids, iters, lloyd, generator, bar)
+            finally:
+                if bar is not None:
+                    bar.close()
             if best is None or result.inertia < best.inertia:
                 best = result
         if x is not everything:
-            best = _lloyd(everything, best.centroids, 1, tol, backend, batch_size, acc, False)
+            best = lloyd.descend(everything, best.centroids, 1, None)
     return KMeansResult(best.centroids.to(x.dtype), best.labels, best.inertia)
 
 
@@ -150,6 +189,13 @@ def _check_args(x, k, iters, n_init, init, tol, batch_size) -> None:
         raise TypeError(f"init must be one of {INIT_METHODS} or a (k, D) tensor, got {type(init).__name__}")
     elif init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS} or a (k, D) tensor, got {init!r}")
+
+
+def _mean_variance(x: torch.Tensor) -> float:
+    """Mean over the columns of their variance, from at most 32,768 evenly spaced rows (to 0.1% or
+    so, plenty for a tolerance, at the cost of a fraction of one assignment step); one host sync."""
+    rows = x[:: -(-x.shape[0] // 32768)].double()
+    return float(rows.var(0, unbiased=False).mean())
 
 
 @contextlib.contextmanager
@@ -212,60 +258,252 @@ def _kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, acc: t
     return sample[chosen].clone()
 
 
-def _lloyd(
-    x: torch.Tensor,
-    centroids: torch.Tensor,
-    iters: int,
-    tol: float,
-    backend: str | None,
-    batch_size: int,
-    acc: torch.dtype,
-    progress,
-) -> KMeansResult:
-    n, d = x.shape
-    k = centroids.shape[0]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+# Merge-split trials end after this many fail in a row (each tries the next-cheapest centroid).
+_SWAP_PATIENCE = 5
+# A trial whose Lloyd iterations converge more than this far above the best inertia is given up
+# there: the Hartigan steps and Lloyd's tail still to come recover far less (~1e-4 on digits),
+# and a trial that split a compact cluster in two would otherwise creep on for tens of steps.
+_TRIAL_MARGIN = 0.01
 
-        run, runs = progress
-        bar = tqdm(total=iters, desc="k-means" if runs == 1 else f"k-means run {run + 1}/{runs}", unit="it")
-    previous = math.inf
-    try:
-        for it in range(iters):
+
+class _Descent(NamedTuple):
+    """The last assignment step of a descent: centroids, labels and inertia agree. `spare`: per
+    point, the squared distance to its second-nearest centroid minus that to its own (None unless
+    the descent finished, i.e. ended with a Hartigan step that moved nothing)."""
+
+    centroids: torch.Tensor
+    labels: torch.Tensor
+    dists: torch.Tensor
+    inertia: float
+    steps: int
+    spare: torch.Tensor | None
+
+
+def _run(
+    x: torch.Tensor, centroids: torch.Tensor, iters: int, lloyd: _Lloyd, generator: torch.Generator, bar
+) -> _Descent:
+    """One run: descend from `centroids`, then merge-split trials while steps are left."""
+    k = centroids.shape[0]
+    best = lloyd.descend(x, centroids, iters, bar)
+    left = iters - best.steps
+    failed = 0
+    while left > 0 and best.spare is not None and failed < _SWAP_PATIENCE and best.inertia > 0:
+        uniform = float(torch.rand((), generator=generator, dtype=torch.float64))
+        trial = lloyd.descend(
+            x, _merge_split(x, best, failed % k, uniform), left, bar, best.inertia * (1 + _TRIAL_MARGIN)
+        )
+        left -= trial.steps
+        if trial.inertia < best.inertia:
+            best, failed = trial, 0
+        else:
+            failed += 1
+    return best
+
+
+def _merge_split(x: torch.Tensor, state: _Descent, rank: int, uniform: float) -> torch.Tensor:
+    """Centroids for a trial: the centroid with the rank-th cheapest removal moves into the cluster
+    of largest squared error, to a point of it drawn with probability ∝ its squared distance.
+    Device ops only: no host sync."""
+    centroids, labels = state.centroids, state.labels
+    k, n = centroids.shape[0], labels.shape[0]
+    counts = _label_counts(labels, k)
+    per_cluster = _cluster_sums(torch.stack([state.spare, state.dists.to(state.spare.dtype)], 1), labels, counts)
+    removal, sse = per_cluster[:, 0], per_cluster[:, 1]
+    leaving = torch.argsort(removal, stable=True)[rank : rank + 1]
+    split = sse.index_fill(0, leaving, -1.0).argmax()
+    weights = torch.where(labels == split, state.dists, 0).to(torch.float64)
+    cumulative = weights.cumsum(0)
+    point = torch.searchsorted(cumulative, (cumulative[-1] * uniform).view(1), right=True).clamp_max_(n - 1)
+    return centroids.index_copy(0, leaving, x[point].to(centroids.dtype))
+
+
+class _Lloyd:
+    """Lloyd iterations with Hartigan steps at convergence (see kmeans)."""
+
+    def __init__(self, backend: str | None, batch_size: int, acc: torch.dtype, shift_tol: float):
+        self.backend, self.batch_size, self.acc = backend, batch_size, acc
+        self.shift_tol = shift_tol
+        self._norms_of, self._norms_cache = None, None
+
+    def _norms(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared norms of x's rows, for Hartigan steps: computed once per x."""
+        if self._norms_of is not x:
+            self._norms_of, self._norms_cache = (
+                x,
+                torch.cat(
+                    [
+                        x[start : start + self.batch_size].to(self.acc).square().sum(1)
+                        for start in range(0, x.shape[0], self.batch_size)
+                    ]
+                ),
+            )
+        return self._norms_cache
+
+    def descend(
+        self, x: torch.Tensor, centroids: torch.Tensor, steps: int, bar, give_up_above: float = math.inf
+    ) -> _Descent:
+        """At most `steps` assignment steps from `centroids` (1: just assign): Lloyd iterations,
+        where an iteration that finds Lloyd converged (no label changed, or the centroids moved
+        by at most shift_tol) updates with a Hartigan step instead; finished when the iteration
+        after a Hartigan step finds Lloyd converged again and that step moved nothing or moved
+        the centroids by at most shift_tol (with shift_tol = 0: no single-point move lowers the
+        inertia, which also makes it a Lloyd fixed point). Given up, unfinished, at an iteration
+        that finds Lloyd converged with the inertia above `give_up_above`."""
+        n, d = x.shape
+        k = centroids.shape[0]
+        acc = self.acc
+        previous = None  # labels of the partition whose means are `centroids`
+        shift = torch.full((), math.inf, dtype=torch.float64, device=x.device)
+        moved = torch.zeros((), dtype=torch.float64, device=x.device)
+        polished = False  # a Hartigan step produced `centroids`
+        spare = None
+        for step in range(steps):
             sums = torch.zeros(k, d, dtype=acc, device=x.device)
             counts = torch.zeros(k, dtype=torch.int64, device=x.device)
             inertia = torch.zeros((), dtype=torch.float64, device=x.device)
+            changed = torch.zeros((), dtype=torch.int64, device=x.device)
             labels, dists = [], []
             search_codebook = centroids if acc == torch.float64 else centroids.float()
-            for start in range(0, n, batch_size):
-                batch = x[start : start + batch_size].to(acc)
-                idx, dist = nearest_centroid(batch, search_codebook, backend=backend)
+            for start in range(0, n, self.batch_size):
+                batch = x[start : start + self.batch_size].to(acc)
+                idx, dist = nearest_centroid(batch, search_codebook, backend=self.backend)
                 labels.append(idx)
                 dists.append(dist)
                 with _one_cpu_thread(x.device):
                     inertia += dist.sum(dtype=torch.float64)
-                    batch_counts = torch.bincount(idx, minlength=k)
+                    batch_counts = _label_counts(idx, k)
                     counts += batch_counts
                     sums += _cluster_sums(batch, idx, batch_counts)
-            # The iteration's one host sync: the inertia and the number of empty clusters.
-            current, n_empty = torch.stack([inertia, (counts == 0).sum().double()]).tolist()
-            n_empty = int(n_empty)
+                    if previous is not None:
+                        changed += (idx != previous[start : start + self.batch_size]).sum()
+            # The step's one host sync: inertia, empty clusters, convergence, the last moves.
+            current, n_empty, n_changed, shifted, n_moved = torch.stack(
+                [inertia, (counts == 0).sum().double(), changed.double(), shift, moved]
+            ).tolist()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(inertia=f"{current:.6g}")
-            converged = abs(previous - current) <= tol * current
-            if it == iters - 1 or converged:
+            converged = previous is not None and not n_empty and (n_changed == 0 or shifted <= self.shift_tol)
+            # Done once converged after a Hartigan step that moved nothing, or too little to
+            # shift the centroids by more than the tolerance.
+            finished = converged and (k == 1 or (polished and (n_moved == 0 or shifted <= self.shift_tol)))
+            if finished or step == steps - 1 or (converged and current > give_up_above):
                 break
-            previous = current
+            labels = labels[0] if len(labels) == 1 else torch.cat(labels)
             if n_empty:
-                _reseed_empty(x, sums, counts, labels, dists, n_empty, acc)
-            centroids = torch.where(counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1).to(acc), centroids)
-    finally:
-        if bar is not None:
-            bar.close()
-    labels = labels[0] if len(labels) == 1 else torch.cat(labels)
-    return KMeansResult(centroids, labels, current)
+                dists = dists[0] if len(dists) == 1 else torch.cat(dists)
+                _reseed_empty(x, sums, counts, labels, dists, int(n_empty), acc)
+                converged = False
+            with _one_cpu_thread(x.device):
+                updated = torch.where(
+                    counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1).to(acc), centroids
+                )
+            polished = converged and k > 1
+            if polished:
+                labels, updated, moved, spare = _hartigan_step(x, self._norms(x), labels, updated, sums, counts, acc)
+            shift = (updated - centroids).square().sum(dtype=torch.float64)
+            previous, centroids = labels, updated
+        if not isinstance(labels, torch.Tensor):
+            labels = labels[0] if len(labels) == 1 else torch.cat(labels)
+        if not isinstance(dists, torch.Tensor):
+            dists = dists[0] if len(dists) == 1 else torch.cat(dists)
+        return _Descent(centroids, labels, dists, current, step + 1, spare if finished else None)
+
+
+def _hartigan_step(
+    x: torch.Tensor,
+    norms: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    sums: torch.Tensor,
+    counts: torch.Tensor,
+    acc: torch.dtype,
+):
+    """One batched step of Hartigan's method on the partition `labels` with means `centroids`
+    (`norms`: the squared norms of x's rows).
+
+    Moving point p from cluster a (n_a points) to b changes the inertia by
+    n_b/(n_b+1)·‖p − c_b‖² − n_a/(n_a−1)·‖p − c_a‖² with both means updated: negative moves
+    exist at partitions where Lloyd is converged. Each cluster's best such move is a candidate;
+    a candidate is applied if its gain is the largest among the candidates touching either of its
+    clusters, so no cluster sees two moves and the gains add up exactly. Device ops only.
+
+    Returns the new labels, means (sums and counts updated in place), the number of moves (a
+    0-d tensor) and each point's spare distance (second-nearest minus own, for _merge_split).
+    """
+    n, d = x.shape
+    k = centroids.shape[0]
+    size = counts.to(acc)
+    grow = size / (size + 1)
+    # A cluster's only point stays: its removal gains nothing.
+    shrink = torch.where(counts > 1, size / (size - 1).clamp_min(1), 0)
+    c_sq = centroids.square().sum(1, keepdim=True)
+    gain = torch.empty(n, dtype=acc, device=x.device)
+    target = torch.empty(n, dtype=torch.int64, device=x.device)
+    spare = torch.empty(n, dtype=acc, device=x.device)
+    # Rows per chunk from k and D only (not batch_size), so batching cannot change the result.
+    rows = max(1, _BATCH_BYTES // (12 * (k + d)))
+    for start in range(0, n, rows):
+        own_label = labels[None, start : start + rows]
+        # (k, rows): twice as fast as (rows, k) for small k on CPU, and reduces over contiguous rows
+        dist = torch.addmm(c_sq, centroids, x[start : start + rows].to(acc).T, alpha=-2)
+        with _one_cpu_thread(x.device):
+            dist.add_(norms[start : start + rows]).clamp_min_(0)
+            own = dist.gather(0, own_label)[0]
+            dist.scatter_(0, own_label, math.inf)
+            spare[start : start + rows] = dist.amin(0).sub_(own).clamp_min_(0)
+            into, target[start : start + rows] = dist.mul_(grow.unsqueeze(1)).min(0)
+            gain[start : start + rows] = shrink[own_label[0]] * own - into
+    with _one_cpu_thread(x.device):
+        return _apply_moves(x, labels, centroids, sums, counts, gain, target, grow, shrink, spare, acc)
+
+
+def _apply_moves(x, labels, centroids, sums, counts, gain, target, grow, shrink, spare, acc):
+    """The matched moves of _hartigan_step, applied."""
+    n = x.shape[0]
+    k = centroids.shape[0]
+    # Each cluster's best candidate by the expanded-form gains (ties: the lowest point index) ...
+    best_gain = torch.full((k,), -math.inf, dtype=acc, device=x.device).scatter_reduce_(0, labels, gain, "amax")
+    index = torch.arange(n, device=x.device)
+    point = (
+        torch.full((k,), n, dtype=torch.int64, device=x.device)
+        .scatter_reduce_(0, labels, torch.where(gain == best_gain[labels], index, n), "amin")
+        .clamp_max_(n - 1)
+    )
+    # ... whose gain, from exact differences, must clear the rounding of the expanded form.
+    clusters = torch.arange(k, device=x.device)
+    move_to = target[point]
+    candidate = x[point].to(acc)
+    out = shrink * (candidate - centroids).square().sum(1)
+    move_gain = out - grow[move_to] * (candidate - centroids[move_to]).square().sum(1)
+    has = (labels[point] == clusters) & (move_gain > 64 * torch.finfo(acc).eps * out)
+    move_gain = torch.where(has, move_gain, -math.inf)
+    move_to = torch.where(has, move_to, clusters)
+    # Keep a move if no candidate touching its source or target gains more (ties: lower point).
+    touch = move_gain.clone().scatter_reduce_(0, move_to, move_gain, "amax")
+    keep = has & (move_gain == touch) & (move_gain == touch[move_to])
+    first = torch.where(keep, point, n)
+    first = first.clone().scatter_reduce_(0, move_to, first, "amin")
+    keep &= (point == first) & (point == first[move_to])
+    moving = torch.where(keep.unsqueeze(1), candidate, 0)
+    sums -= moving
+    sums.index_add_(0, move_to, moving)  # one row per cluster at most: deterministic
+    ones = keep.long()
+    counts -= ones
+    counts.index_add_(0, move_to, ones)
+    new_label = torch.full((n + 1,), -1, dtype=torch.int64, device=x.device)
+    new_label[torch.where(keep, point, n)] = torch.where(keep, move_to, -1)
+    labels = torch.where(new_label[:n] >= 0, new_label[:n], labels)
+    centroids = torch.where(counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1).to(acc), centroids)
+    return labels, centroids, ones.sum().double(), spare
+
+
+def _label_counts(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Points per cluster. bincount on CPU (fastest there); a scatter elsewhere, since CUDA's
+    bincount reads the largest label back to the host to size its output (a sync per call)."""
+    if labels.device.type == "cpu":
+        return torch.bincount(labels, minlength=k)
+    return torch.zeros(k, dtype=torch.int64, device=labels.device).scatter_add_(0, labels, torch.ones_like(labels))
 
 
 def _cluster_sums(points: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -281,9 +519,9 @@ def _cluster_sums(points: torch.Tensor, labels: torch.Tensor, counts: torch.Tens
 
 
 def _reseed_empty(x, sums, counts, labels, dists, n_empty, acc) -> None:
-    """Move the n_empty points farthest from their centroids into the empty clusters."""
-    labels = torch.cat(labels)
-    far = torch.topk(torch.cat(dists), n_empty, sorted=True).indices
+    """Move the n_empty points farthest from their centroids into the empty clusters (sums,
+    counts and labels updated in place)."""
+    far = torch.topk(dists, n_empty, sorted=True).indices
     empty = torch.nonzero(counts == 0).squeeze(1)
     points = x[far].to(acc)
     old = labels[far]
@@ -291,3 +529,4 @@ def _reseed_empty(x, sums, counts, labels, dists, n_empty, acc) -> None:
     counts.index_add_(0, old, torch.full_like(old, -1))
     sums[empty] = points
     counts[empty] = 1
+    labels[far] = empty
