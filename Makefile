@@ -28,7 +28,7 @@ $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)" scikit-build-core pybind11 numpy tqdm matplotlib safetensors scipy
-	$(PY) -m pip install -q pytest pytest-benchmark scipy scikit-learn faiss-cpu triton ruff==0.17.6
+	$(PY) -m pip install -q pytest pytest-benchmark hypothesis scipy scikit-learn faiss-cpu triton ruff==0.17.6
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)

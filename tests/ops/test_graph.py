@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import latentops
 from conftest import CUDA, backend_params
@@ -329,9 +331,34 @@ def test_bad_input_raises_clear_errors(kwargs, error, match):
 
 
 def test_bad_graph_inputs():
-    with pytest.raises(ValueError, match=r"W must be \(..., n, n\).*\(3, 4\)"):
-        latentops.laplacian(torch.rand(3, 4))
-    with pytest.raises(ValueError, match=r"normalize must be one of"):
-        latentops.laplacian(torch.rand(3, 3), "row")
+    for op in (latentops.laplacian, latentops.normalize_graph):
+        with pytest.raises(ValueError, match=r"W must be \(..., n, n\).*\(3, 4\)"):
+            op(torch.rand(3, 4), None)
+        with pytest.raises(ValueError, match=r"normalize must be one of"):
+            op(torch.rand(3, 3), "row")
+        with pytest.raises(TypeError, match=r"W must be float"):
+            op(torch.ones(3, 3, dtype=torch.int64), None)
     with pytest.raises(ValueError, match=r"x\[0\] on cpu, x\[1\] on meta"):
         latentops.similarity_graph([torch.randn(4, 3), torch.randn(4, 3, device="meta")])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 9),
+    lead=st.lists(st.integers(1, 3), max_size=2),
+    normalize=st.sampled_from(ref.NORMALIZE),
+    scale=st.sampled_from([0.0, 1e-30, 1.0, 1e30]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_normalize_graph_fuzzed(n, lead, normalize, scale, seed):
+    """Any square batch, zero and isolated rows, tiny and huge weights: the spec's values, finite,
+    and symmetric where W is (the "sym" normalization of a symmetric W)."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.rand(*lead, n, n, generator=gen, dtype=torch.float64) * scale
+    w = w * (torch.rand(*lead, n, n, generator=gen, dtype=torch.float64) > 0.3)  # some rows all zero
+    w = w + w.transpose(-1, -2)
+    out = latentops.normalize_graph(w, normalize)
+    assert out.shape == w.shape and out.dtype == w.dtype and out.isfinite().all()
+    torch.testing.assert_close(out, ref.normalized(w, normalize))
+    if normalize == "sym":
+        torch.testing.assert_close(out, out.transpose(-1, -2))
