@@ -41,6 +41,14 @@ _TRITON_ON_CPU = os.environ.get("TRITON_INTERPRET") == "1"
 
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 ALL_FLOAT_DTYPES = (*KERNEL_DTYPES, torch.float64)
+# What every family takes today: the kernels take 16- and 32-bit floats (the cpu launchers upcast
+# 16-bit inputs), the torch reference float64 too.
+KERNEL_AND_REFERENCE_DTYPES = {
+    "cuda": KERNEL_DTYPES,
+    "triton": KERNEL_DTYPES,
+    "cpu": KERNEL_DTYPES,
+    "torch": ALL_FLOAT_DTYPES,
+}
 
 if native is not None and not native.cpu_supported:
     warnings.warn(

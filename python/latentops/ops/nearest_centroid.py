@@ -23,12 +23,7 @@ KERNELS = _backend.Kernels(
             "torch": reference.nearest_centroid_forward,
         }
     },
-    dtypes={
-        "cuda": _backend.KERNEL_DTYPES,
-        "triton": _backend.KERNEL_DTYPES,
-        "cpu": _backend.KERNEL_DTYPES,
-        "torch": _backend.ALL_FLOAT_DTYPES,
-    },
+    dtypes=_backend.KERNEL_AND_REFERENCE_DTYPES,
 )
 
 

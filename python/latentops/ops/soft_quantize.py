@@ -31,12 +31,7 @@ KERNELS = _backend.Kernels(
             "torch": reference.soft_quantize_backward,
         },
     },
-    dtypes={
-        "cuda": _backend.KERNEL_DTYPES,
-        "triton": _backend.KERNEL_DTYPES,
-        "cpu": _backend.KERNEL_DTYPES,
-        "torch": _backend.ALL_FLOAT_DTYPES,
-    },
+    dtypes=_backend.KERNEL_AND_REFERENCE_DTYPES,
     # Written and compiled without a GPU, never run on one yet: CUDA tensors use Triton unless
     # backend="cuda" is named, until the GPU test suite has passed on it.
     used_only_when_named=("cuda",),
