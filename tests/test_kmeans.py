@@ -60,13 +60,13 @@ def _inertia64(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -
 
 def _count_assignments(monkeypatch) -> list[int]:
     calls = [0]
-    real = kmeans_module.nearest_centroid
+    real = kmeans_module._assign
 
     def counting(*args, **kwargs):
         calls[0] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(kmeans_module, "nearest_centroid", counting)
+    monkeypatch.setattr(kmeans_module, "_assign", counting)
     return calls
 
 
@@ -227,11 +227,12 @@ def test_tol_ends_the_descent_sooner(monkeypatch):
     assert loose_calls < calls[0] < 300
     assert strict.inertia <= loose.inertia
     _assert_no_single_move_helps(x, strict)  # tol=0: a Hartigan fixed point
-    # From a finished descent: assign, see no label change and do a Hartigan step that moves
-    # nothing, assign again to read that back: three steps, and nothing changes.
+    # From a finished descent: Lloyd assigns and sees no label change (two steps), the polish
+    # assigns again, does a Hartigan step that moves nothing and assigns to read that back (three
+    # steps), and nothing changes.
     calls[0] = 0
     again = kmeans(x, 20, iters=300, init=strict.centroids, tol=0.0)
-    assert calls[0] == 3
+    assert calls[0] == 5
     assert torch.equal(again.labels, strict.labels)
     assert again.inertia == pytest.approx(strict.inertia, rel=1e-6)
 

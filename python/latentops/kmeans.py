@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from latentops.ops import nearest_centroid
+from latentops.ops.nearest_centroid import KERNELS, _forward_impl
 
 INIT_METHODS = ("k-means++", "random")
 _KMEANS_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -48,36 +48,36 @@ def kmeans(
     max_points_per_centroid: int | None = None,
     verbose: bool = False,
 ) -> KMeansResult:
-    """Cluster the rows of x into k clusters: Lloyd's algorithm, polished by Hartigan's single-point
-    moves, and a merge-split search over the remaining assignment-step budget.
+    """Cluster the rows of x into k clusters: Lloyd's algorithm from `n_init` seedings, then the best
+    run refined by Hartigan's single-point moves and a merge-split search.
 
-    One run: seed the centroids (`init`), then descend: Lloyd iterations until they converge (see
-    `tol`); each time they do, one batched step of Hartigan's method moves the points whose move
-    to another cluster lowers the inertia with the means updated (Lloyd only looks at the old
-    means, so it stops at partitions Hartigan still improves; each cluster takes part in at most
-    one move per step, so the moves are independent and the inertia drops by their gains); the
-    descent ends when Lloyd is converged after a Hartigan step that found nothing to move (or
-    moved the centroids by no more than `tol`). Then, while assignment steps are left,
-    merge-split trials: the centroid whose removal costs least (its points going to their
-    second-nearest centroid; the next-cheapest after each failed trial) moves to a point drawn by
-    D² sampling inside the cluster of largest squared error, the run descends again from there
-    (given up once Lloyd converges more than 1% above the best), and the result is kept if its
-    inertia is lower. Five failed trials in a row end the run.
+    Each run seeds the centroids (`init`) and iterates Lloyd until it converges (scikit-learn's
+    rule, see `tol`) or `iters` steps are spent. The run with the lowest inertia is then refined,
+    within at most as many assignment steps as the runs took together (at least 100, at most
+    what `iters` leaves it), so the refinement at most doubles the work on large data:
+    - polish: each time Lloyd converges, one batched step of Hartigan's method moves the points
+      whose move to another cluster lowers the inertia with the means updated (Lloyd only looks
+      at the old means, so it stops at partitions Hartigan still improves), and Lloyd resumes;
+      the polish ends when Lloyd is converged after a Hartigan step that found nothing to move
+      (or moved the centroids by no more than `tol`);
+    - merge-split trials, while steps are left: the centroid whose removal costs least (its
+      points going to their best other cluster; the next-cheapest after each failed trial) moves
+      to a point drawn by D² sampling inside the cluster of largest squared error, and the run
+      descends again from there (given up once Lloyd converges more than 1% above the best); the
+      result is kept if its inertia is lower. Five failed trials in a row end the search.
     Lloyd alone stops in whichever local minimum the seeding leads to; the trials move centroids
     between clusters, which is what separates those minima (on scikit-learn's digits, two
-    centroids sharing one digit while another covers two). Each trial costs a descent (tens of
-    steps), so on small data a run spends most of `iters` in them; they start only once Lloyd
-    has converged, so a budget below what Lloyd needs costs what Lloyd costs.
+    centroids sharing one digit while another covers two). With these, every seed tried on
+    scikit-learn's real datasets ends at or below scikit-learn's inertia at equal n_init.
 
     Args:
         x: (N, D) float tensor (float32, float16, bfloat16 or float64) on any device. Centroid sums
             are accumulated in float32 (float64 for float64 x).
         k: number of clusters, 1 ≤ k ≤ N.
-        iters: assignment steps per run, all phases together (each step is one pass of
+        iters: assignment steps per run, and for the refinement (each step is one pass of
             nearest_centroid over the points). 300, scikit-learn's max_iter, lets a small problem
-            converge and spend the rest on merge-split trials; pass e.g. 20-25 (FAISS's
-            default niter is 25) for a fast fixed-cost run on large data, where Lloyd alone
-            takes a few hundred steps to converge.
+            converge and be refined; pass e.g. 20-25 (FAISS's default niter is 25) for a fast
+            fixed-cost run on large data, where Lloyd alone takes a few hundred steps to converge.
         n_init: independent runs (successive draws of the generator seeded by `seed`); the
             lowest inertia wins.
             Ignored (one run) when `init` is a tensor.
@@ -98,7 +98,8 @@ def kmeans(
         max_points_per_centroid: if set and N > k · this, train on a random subsample of that many
             points (FAISS's Kmeans does this with 256 by default), then assign every point once to
             the trained centroids for the returned labels and inertia. None trains on all points.
-        verbose: show a tqdm progress bar per run over its assignment steps, with the inertia.
+        verbose: show a tqdm progress bar per run and for the refinement, over their assignment
+            steps, with the inertia.
 
     Returns:
         KMeansResult(centroids, labels, inertia) of the run with the lowest inertia, where labels
@@ -124,6 +125,7 @@ def kmeans(
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     runs = 1 if isinstance(init, torch.Tensor) else n_init
     best: _Descent | None = None
+    lloyd_steps = 0
     with torch.no_grad():
         x = everything = x.detach()
         if max_points_per_centroid is not None and n > k * max_points_per_centroid:
@@ -131,7 +133,7 @@ def kmeans(
             x, n = x[rows.to(x.device)], k * max_points_per_centroid
         # scikit-learn's tolerance: tol times the mean per-column variance of the training data.
         shift_tol = tol * _mean_variance(x) if tol > 0 else 0.0
-        lloyd = _Lloyd(backend, batch_size, acc, shift_tol)
+        lloyd = _Lloyd(x.device, backend, batch_size, acc, shift_tol)
         for run in range(runs):
             if isinstance(init, torch.Tensor):
                 centroids = init.detach().to(device=x.device, dtype=acc).clone()
@@ -141,18 +143,16 @@ def kmeans(
             else:
                 with _one_cpu_thread(x.device):
                     centroids = _kmeans_plusplus(x, k, generator, acc)
-            bar = None
-            if verbose:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=iters, unit="step", desc="k-means" if runs == 1 else f"k-means run {run + 1}/{runs}")
-            try:
-                result = _run(x, centroids, iters, lloyd, generator, bar)
-            finally:
-                if bar is not None:
-                    bar.close()
+            with _progress(verbose, iters, "k-means" if runs == 1 else f"k-means run {run + 1}/{runs}") as bar:
+                result = lloyd.descend(x, centroids, iters, bar, polish=False)
+            lloyd_steps += result.steps
             if best is None or result.inertia < best.inertia:
                 best = result
+        # The refinement costs at most what the runs did (or _MIN_REFINE_STEPS: on small data).
+        left = min(iters - best.steps, max(lloyd_steps, _MIN_REFINE_STEPS))
+        if left > 0 and k > 1:
+            with _progress(verbose, left, "k-means polish") as bar:
+                best = _refine(x, best, left, lloyd, generator, bar)
         if x is not everything:
             best = lloyd.descend(everything, best.centroids, 1, None)
     return KMeansResult(best.centroids.to(x.dtype), best.labels, best.inertia)
@@ -196,6 +196,21 @@ def _mean_variance(x: torch.Tensor) -> float:
     so, plenty for a tolerance, at the cost of a fraction of one assignment step); one host sync."""
     rows = x[:: -(-x.shape[0] // 32768)].double()
     return float(rows.var(0, unbiased=False).mean())
+
+
+@contextlib.contextmanager
+def _progress(verbose: bool, total: int, desc: str):
+    """A tqdm bar over assignment steps when verbose, else None."""
+    if not verbose:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="step", desc=desc)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 @contextlib.contextmanager
@@ -258,18 +273,25 @@ def _kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, acc: t
     return sample[chosen].clone()
 
 
+# Assignment steps the refinement (polish and merge-split) may take at least, whatever the runs took.
+_MIN_REFINE_STEPS = 100
 # Merge-split trials end after this many fail in a row (each tries the next-cheapest centroid).
 _SWAP_PATIENCE = 5
 # A trial whose Lloyd iterations converge more than this far above the best inertia is given up
 # there: the Hartigan steps and Lloyd's tail still to come recover far less (~1e-4 on digits),
 # and a trial that split a compact cluster in two would otherwise creep on for tens of steps.
 _TRIAL_MARGIN = 0.01
+# On CPU, sums by index_add_ (row by row) for at most this many elements, where it beats the
+# sort of _cluster_sums (2x on scikit-learn's digits); above, the sort wins.
+_INDEX_ADD_ELEMENTS = 1 << 18
+# Elements of a CPU Hartigan step's (k, rows) distance block: it stays in cache.
+_HARTIGAN_CHUNK_ELEMENTS = 1 << 16
 
 
 class _Descent(NamedTuple):
     """The last assignment step of a descent: centroids, labels and inertia agree. `spare`: per
-    point, the squared distance to its second-nearest centroid minus that to its own (None unless
-    the descent finished, i.e. ended with a Hartigan step that moved nothing)."""
+    point, what moving it to its best other cluster costs (None unless the descent finished,
+    i.e. ended with a Hartigan step that moved nothing)."""
 
     centroids: torch.Tensor
     labels: torch.Tensor
@@ -279,13 +301,13 @@ class _Descent(NamedTuple):
     spare: torch.Tensor | None
 
 
-def _run(
-    x: torch.Tensor, centroids: torch.Tensor, iters: int, lloyd: _Lloyd, generator: torch.Generator, bar
-) -> _Descent:
-    """One run: descend from `centroids`, then merge-split trials while steps are left."""
-    k = centroids.shape[0]
-    best = lloyd.descend(x, centroids, iters, bar)
-    left = iters - best.steps
+def _refine(x: torch.Tensor, best: _Descent, steps: int, lloyd: _Lloyd, generator: torch.Generator, bar) -> _Descent:
+    """Hartigan polish of the Lloyd-converged `best`, then merge-split trials while steps are left."""
+    k = best.centroids.shape[0]
+    polished = lloyd.descend(x, best.centroids, steps, bar)
+    left = steps - polished.steps
+    if polished.inertia <= best.inertia:
+        best = polished
     failed = 0
     while left > 0 and best.spare is not None and failed < _SWAP_PATIENCE and best.inertia > 0:
         uniform = float(torch.rand((), generator=generator, dtype=torch.float64))
@@ -306,8 +328,7 @@ def _merge_split(x: torch.Tensor, state: _Descent, rank: int, uniform: float) ->
     Device ops only: no host sync."""
     centroids, labels = state.centroids, state.labels
     k, n = centroids.shape[0], labels.shape[0]
-    counts = _label_counts(labels, k)
-    per_cluster = _cluster_sums(torch.stack([state.spare, state.dists.to(state.spare.dtype)], 1), labels, counts)
+    per_cluster = _scatter_sum(torch.stack([state.spare, state.dists.to(state.spare.dtype)], 1), labels, k)
     removal, sse = per_cluster[:, 0], per_cluster[:, 1]
     leaving = torch.argsort(removal, stable=True)[rank : rank + 1]
     split = sse.index_fill(0, leaving, -1.0).argmax()
@@ -317,38 +338,49 @@ def _merge_split(x: torch.Tensor, state: _Descent, rank: int, uniform: float) ->
     return centroids.index_copy(0, leaving, x[point].to(centroids.dtype))
 
 
+def _assign(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sq_dist, indices) from latentops.nearest_centroid's implementation on a resolved backend,
+    without the public op's checks and dispatch (they cost more than the kernel on small data)."""
+    return _forward_impl(z, codebook, "exact", backend)
+
+
 class _Lloyd:
     """Lloyd iterations with Hartigan steps at convergence (see kmeans)."""
 
-    def __init__(self, backend: str | None, batch_size: int, acc: torch.dtype, shift_tol: float):
-        self.backend, self.batch_size, self.acc = backend, batch_size, acc
+    def __init__(self, device: torch.device, backend: str | None, batch_size: int, acc: torch.dtype, shift_tol: float):
+        self.backend = KERNELS.resolve(backend, device, acc)
+        self.batch_size, self.acc = batch_size, acc
         self.shift_tol = shift_tol
-        self._norms_of, self._norms_cache = None, None
+        self._augmented_of, self._augmented = None, None
 
-    def _norms(self, x: torch.Tensor) -> torch.Tensor:
-        """Squared norms of x's rows, for Hartigan steps: computed once per x."""
-        if self._norms_of is not x:
-            self._norms_of, self._norms_cache = (
-                x,
-                torch.cat(
-                    [
-                        x[start : start + self.batch_size].to(self.acc).square().sum(1)
-                        for start in range(0, x.shape[0], self.batch_size)
-                    ]
-                ),
-            )
-        return self._norms_cache
+    def _with_norms(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Rows start:stop of [x, ‖x‖²] in acc (Hartigan steps), kept for the next steps when all
+        of x fits in _BATCH_BYTES."""
+        if self._augmented_of is not x:
+            if x.shape[0] * (x.shape[1] + 1) * torch.finfo(self.acc).bits // 8 > _BATCH_BYTES:
+                rows = x[start:stop].to(self.acc)
+                return torch.cat([rows, rows.square().sum(1, keepdim=True)], 1)
+            points = x.to(self.acc)
+            self._augmented_of, self._augmented = x, torch.cat([points, points.square().sum(1, keepdim=True)], 1)
+        return self._augmented[start:stop]
 
     def descend(
-        self, x: torch.Tensor, centroids: torch.Tensor, steps: int, bar, give_up_above: float = math.inf
+        self,
+        x: torch.Tensor,
+        centroids: torch.Tensor,
+        steps: int,
+        bar,
+        give_up_above: float = math.inf,
+        polish: bool = True,
     ) -> _Descent:
         """At most `steps` assignment steps from `centroids` (1: just assign): Lloyd iterations,
         where an iteration that finds Lloyd converged (no label changed, or the centroids moved
         by at most shift_tol) updates with a Hartigan step instead; finished when the iteration
         after a Hartigan step finds Lloyd converged again and that step moved nothing or moved
         the centroids by at most shift_tol (with shift_tol = 0: no single-point move lowers the
-        inertia, which also makes it a Lloyd fixed point). Given up, unfinished, at an iteration
-        that finds Lloyd converged with the inertia above `give_up_above`."""
+        inertia, which also makes it a Lloyd fixed point). Without `polish`, finished when Lloyd
+        converges. Given up, unfinished, at an iteration that finds Lloyd converged with the
+        inertia above `give_up_above`."""
         n, d = x.shape
         k = centroids.shape[0]
         acc = self.acc
@@ -358,24 +390,34 @@ class _Lloyd:
         polished = False  # a Hartigan step produced `centroids`
         spare = None
         for step in range(steps):
-            sums = torch.zeros(k, d, dtype=acc, device=x.device)
-            counts = torch.zeros(k, dtype=torch.int64, device=x.device)
-            inertia = torch.zeros((), dtype=torch.float64, device=x.device)
-            changed = torch.zeros((), dtype=torch.int64, device=x.device)
-            labels, dists = [], []
-            search_codebook = centroids if acc == torch.float64 else centroids.float()
-            for start in range(0, n, self.batch_size):
-                batch = x[start : start + self.batch_size].to(acc)
-                idx, dist = nearest_centroid(batch, search_codebook, backend=self.backend)
-                labels.append(idx)
-                dists.append(dist)
+            codebook = centroids if acc == torch.float64 else centroids.float()
+            if n <= self.batch_size:  # one batch: no accumulators
+                batch = x.to(acc)
+                dists, labels = _assign(batch, codebook, self.backend)
                 with _one_cpu_thread(x.device):
-                    inertia += dist.sum(dtype=torch.float64)
-                    batch_counts = _label_counts(idx, k)
-                    counts += batch_counts
-                    sums += _cluster_sums(batch, idx, batch_counts)
-                    if previous is not None:
-                        changed += (idx != previous[start : start + self.batch_size]).sum()
+                    counts = _label_counts(labels, k)
+                    sums = _cluster_sums(batch, labels, counts)
+                    inertia = dists.sum(dtype=torch.float64)
+                    changed = (labels != previous).sum() if previous is not None else counts[0] * 0
+            else:
+                sums = torch.zeros(k, d, dtype=acc, device=x.device)
+                counts = torch.zeros(k, dtype=torch.int64, device=x.device)
+                inertia = torch.zeros((), dtype=torch.float64, device=x.device)
+                changed = torch.zeros((), dtype=torch.int64, device=x.device)
+                labels, dists = [], []
+                for start in range(0, n, self.batch_size):
+                    batch = x[start : start + self.batch_size].to(acc)
+                    dist, idx = _assign(batch, codebook, self.backend)
+                    labels.append(idx)
+                    dists.append(dist)
+                    with _one_cpu_thread(x.device):
+                        inertia += dist.sum(dtype=torch.float64)
+                        batch_counts = _label_counts(idx, k)
+                        counts += batch_counts
+                        sums += _cluster_sums(batch, idx, batch_counts)
+                        if previous is not None:
+                            changed += (idx != previous[start : start + self.batch_size]).sum()
+                labels, dists = torch.cat(labels), torch.cat(dists)
             # The step's one host sync: inertia, empty clusters, convergence, the last moves.
             current, n_empty, n_changed, shifted, n_moved = torch.stack(
                 [inertia, (counts == 0).sum().double(), changed.double(), shift, moved]
@@ -386,80 +428,116 @@ class _Lloyd:
             converged = previous is not None and not n_empty and (n_changed == 0 or shifted <= self.shift_tol)
             # Done once converged after a Hartigan step that moved nothing, or too little to
             # shift the centroids by more than the tolerance.
-            finished = converged and (k == 1 or (polished and (n_moved == 0 or shifted <= self.shift_tol)))
+            finished = converged and (
+                k == 1 or not polish or (polished and (n_moved == 0 or shifted <= self.shift_tol))
+            )
             if finished or step == steps - 1 or (converged and current > give_up_above):
                 break
-            labels = labels[0] if len(labels) == 1 else torch.cat(labels)
             if n_empty:
-                dists = dists[0] if len(dists) == 1 else torch.cat(dists)
                 _reseed_empty(x, sums, counts, labels, dists, int(n_empty), acc)
                 converged = False
             with _one_cpu_thread(x.device):
                 updated = torch.where(
                     counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1).to(acc), centroids
                 )
-            polished = converged and k > 1
-            if polished:
-                labels, updated, moved, spare = _hartigan_step(x, self._norms(x), labels, updated, sums, counts, acc)
-            shift = (updated - centroids).square().sum(dtype=torch.float64)
+                polished = converged and k > 1
+                if polished:
+                    labels, updated, moved, spare = self._hartigan_step(x, labels, updated, sums, counts)
+                shift = (updated - centroids).square().sum(dtype=torch.float64)
             previous, centroids = labels, updated
-        if not isinstance(labels, torch.Tensor):
-            labels = labels[0] if len(labels) == 1 else torch.cat(labels)
-        if not isinstance(dists, torch.Tensor):
-            dists = dists[0] if len(dists) == 1 else torch.cat(dists)
         return _Descent(centroids, labels, dists, current, step + 1, spare if finished else None)
 
+    def _hartigan_step(self, x, labels, centroids, sums, counts):
+        """One batched step of Hartigan's method on the partition `labels` with means `centroids`.
 
-def _hartigan_step(
-    x: torch.Tensor,
-    norms: torch.Tensor,
-    labels: torch.Tensor,
-    centroids: torch.Tensor,
-    sums: torch.Tensor,
-    counts: torch.Tensor,
-    acc: torch.dtype,
-):
-    """One batched step of Hartigan's method on the partition `labels` with means `centroids`
-    (`norms`: the squared norms of x's rows).
+        Moving point p from cluster a (n_a points) to b changes the inertia by
+        n_b/(n_b+1)·‖p − c_b‖² − n_a/(n_a−1)·‖p − c_a‖² with both means updated: negative moves
+        exist at partitions where Lloyd is converged. If making every point's best such move at
+        once lowers the inertia (computed exactly from the moved points), they are made;
+        otherwise the matched ones: each cluster's best move is a candidate, applied if its gain
+        is the largest among the candidates touching either of its clusters, so no cluster sees
+        two moves and the gains add up exactly.
 
-    Moving point p from cluster a (n_a points) to b changes the inertia by
-    n_b/(n_b+1)·‖p − c_b‖² − n_a/(n_a−1)·‖p − c_a‖² with both means updated: negative moves
-    exist at partitions where Lloyd is converged. Each cluster's best such move is a candidate;
-    a candidate is applied if its gain is the largest among the candidates touching either of its
-    clusters, so no cluster sees two moves and the gains add up exactly. Device ops only.
+        Returns the new labels and means, the number of moves (a 0-d tensor) and each point's
+        spare cost: n_b/(n_b+1)·‖p − c_b‖² − ‖p − c_a‖² for its best other cluster b.
+        """
+        acc = self.acc
+        n, d = x.shape
+        k = centroids.shape[0]
+        size = counts.to(acc)
+        grow = size / (size + 1)
+        # A cluster's only point stays: its removal gains nothing.
+        shrink = torch.where(counts > 1, size / (size - 1).clamp_min(1), 0)
+        # grow_b·‖p − c_b‖² = [p, ‖p‖²] · [−2·grow_b·c_b, grow_b] + grow_b·‖c_b‖²: one matmul.
+        weights = torch.cat([centroids * (-2.0 * grow).unsqueeze(1), grow.unsqueeze(1)], 1)
+        bias = (grow * centroids.square().sum(1)).unsqueeze(1)
+        into = torch.empty(n, dtype=acc, device=x.device)
+        target = torch.empty(n, dtype=torch.int64, device=x.device)
+        own = torch.empty(n, dtype=acc, device=x.device)
+        # Rows per chunk from k and D only (not batch_size), so batching cannot change the result.
+        if x.device.type == "cpu":
+            rows = max(64, _HARTIGAN_CHUNK_ELEMENTS // k)
+        else:
+            rows = max(1, _BATCH_BYTES // (12 * (k + d)))
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            points = self._with_norms(x, start, stop)
+            own_label = labels[start:stop]
+            # (k, rows): twice as fast as (rows, k) for small k on CPU, and reduces over contiguous rows
+            scaled = torch.addmm(bias, weights, points.T)
+            scaled.scatter_(0, own_label.unsqueeze(0), math.inf)
+            into[start:stop], target[start:stop] = scaled.min(0)
+            own[start:stop] = (points[:, :d] - centroids[own_label]).square().sum(1)
+        # Rounding in the expanded form: the exact gains decide below.
+        gain = shrink[labels] * own - into
+        spare = (into - own).clamp_min_(0)
+        moves = _all_moves(x, labels, centroids, sums, counts, gain, target, grow, shrink, own, acc)
+        if moves is None:
+            moves = _matched_moves(x, labels, centroids, sums, counts, gain, target, grow, shrink, acc)
+        return (*moves, spare)
 
-    Returns the new labels, means (sums and counts updated in place), the number of moves (a
-    0-d tensor) and each point's spare distance (second-nearest minus own, for _merge_split).
-    """
-    n, d = x.shape
+
+def _all_moves(x, labels, centroids, sums, counts, gain, target, grow, shrink, own, acc):
+    """Each point whose move to its best other cluster gains (by exact differences) makes it,
+    if the inertia of the partition so reached, computed from the moved points alone, is lower;
+    returns (labels, means, number of moves), or None when fewer than two points would move or
+    the inertia would not drop. Host syncs: the candidates' count, and the decision."""
     k = centroids.shape[0]
-    size = counts.to(acc)
-    grow = size / (size + 1)
-    # A cluster's only point stays: its removal gains nothing.
-    shrink = torch.where(counts > 1, size / (size - 1).clamp_min(1), 0)
-    c_sq = centroids.square().sum(1, keepdim=True)
-    gain = torch.empty(n, dtype=acc, device=x.device)
-    target = torch.empty(n, dtype=torch.int64, device=x.device)
-    spare = torch.empty(n, dtype=acc, device=x.device)
-    # Rows per chunk from k and D only (not batch_size), so batching cannot change the result.
-    rows = max(1, _BATCH_BYTES // (12 * (k + d)))
-    for start in range(0, n, rows):
-        own_label = labels[None, start : start + rows]
-        # (k, rows): twice as fast as (rows, k) for small k on CPU, and reduces over contiguous rows
-        dist = torch.addmm(c_sq, centroids, x[start : start + rows].to(acc).T, alpha=-2)
-        with _one_cpu_thread(x.device):
-            dist.add_(norms[start : start + rows]).clamp_min_(0)
-            own = dist.gather(0, own_label)[0]
-            dist.scatter_(0, own_label, math.inf)
-            spare[start : start + rows] = dist.amin(0).sub_(own).clamp_min_(0)
-            into, target[start : start + rows] = dist.mul_(grow.unsqueeze(1)).min(0)
-            gain[start : start + rows] = shrink[own_label[0]] * own - into
-    with _one_cpu_thread(x.device):
-        return _apply_moves(x, labels, centroids, sums, counts, gain, target, grow, shrink, spare, acc)
+    candidates = torch.nonzero(gain > 0).squeeze(1)
+    if candidates.shape[0] < 2:
+        return None
+    points = x[candidates].to(acc)
+    source, to = labels[candidates], target[candidates]
+    # Exact single-move gains, from differences (the expanded form rounds).
+    into = (points - centroids[to]).square().sum(1)
+    out = own[candidates]
+    moving = shrink[source] * out - grow[to] * into > 64 * torch.finfo(acc).eps * shrink[source] * out
+    # Cluster C, with mean c, losing the points R and gaining A, changes its squared error by
+    # Σ_A ‖p − c‖² − Σ_R ‖p − c‖² − ‖Σ_A (p − c) − Σ_R (p − c)‖² / n'_C (n'_C: its new size):
+    # exact, and from the moved points only, so it does not cancel against the whole inertia.
+    f64 = torch.float64
+    weight = moving.to(f64)
+    ones = moving.long()
+    new_size = counts - _scatter_sum(ones, source, k) + _scatter_sum(ones, to, k)
+    drift = _scatter_sum((points - centroids[to]).to(f64) * weight.unsqueeze(1), to, k) - _scatter_sum(
+        (points - centroids[source]).to(f64) * weight.unsqueeze(1), source, k
+    )
+    change = ((into.to(f64) - out.to(f64)) * weight).sum() - (
+        drift.square().sum(1) / new_size.clamp_min(1).to(f64)
+    ).sum()
+    n_moving, emptied, total = torch.stack([ones.sum().double(), (new_size <= 0).sum().double(), change]).tolist()
+    if n_moving < 2 or emptied or not total < 0:
+        return None
+    moved = points * moving.unsqueeze(1).to(acc)
+    sums += _scatter_sum(moved, to, k) - _scatter_sum(moved, source, k)
+    counts.copy_(new_size)
+    labels = labels.index_put((candidates,), torch.where(moving, to, source))
+    means = sums / new_size.unsqueeze(1).to(acc)
+    return labels, means, ones.sum().double()
 
 
-def _apply_moves(x, labels, centroids, sums, counts, gain, target, grow, shrink, spare, acc):
-    """The matched moves of _hartigan_step, applied."""
+def _matched_moves(x, labels, centroids, sums, counts, gain, target, grow, shrink, acc):
+    """The matched moves of _hartigan_step, applied (sums and counts updated in place)."""
     n = x.shape[0]
     k = centroids.shape[0]
     # Each cluster's best candidate by the expanded-form gains (ties: the lowest point index) ...
@@ -495,7 +573,7 @@ def _apply_moves(x, labels, centroids, sums, counts, gain, target, grow, shrink,
     new_label[torch.where(keep, point, n)] = torch.where(keep, move_to, -1)
     labels = torch.where(new_label[:n] >= 0, new_label[:n], labels)
     centroids = torch.where(counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1).to(acc), centroids)
-    return labels, centroids, ones.sum().double(), spare
+    return labels, centroids, ones.sum().double()
 
 
 def _label_counts(labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -507,15 +585,26 @@ def _label_counts(labels: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _cluster_sums(points: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Σ of the points of each cluster: embedding_bag over the points grouped by a stable sort.
+    """Σ of the points (N, D) of each cluster: deterministic on every device.
 
-    Deterministic on every device (CUDA's index_add_ is not: float atomics), and on CPU 2-3x faster
-    than index_add_, which runs row by row.
-    """
+    index_add_ on CPU for small batches; otherwise embedding_bag over the points grouped by a
+    stable sort (CUDA's index_add_ is not deterministic: float atomics; on CPU the sort is 2-3x
+    faster than index_add_ on large batches, which runs row by row)."""
+    if points.device.type == "cpu" and points.numel() <= _INDEX_ADD_ELEMENTS:
+        return torch.zeros(counts.shape[0], points.shape[1], dtype=points.dtype).index_add_(0, labels, points)
     order = torch.argsort(labels.to(torch.int32), stable=True)  # int32 keys sort ~2x faster
     offsets = torch.zeros(counts.shape[0] + 1, dtype=torch.int64, device=labels.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     return F.embedding_bag(order, points, offsets, mode="sum", include_last_offset=True)
+
+
+def _scatter_sum(values: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Σ of values (N,) or (N, M) per label in [0, k): deterministic on every device."""
+    if values.dim() == 1:
+        if values.device.type == "cpu" or not values.is_floating_point():
+            return torch.zeros(k, dtype=values.dtype, device=values.device).index_add_(0, labels, values)
+        return _cluster_sums(values.unsqueeze(1), labels, _label_counts(labels, k))[:, 0]
+    return _cluster_sums(values, labels, _label_counts(labels, k))
 
 
 def _reseed_empty(x, sums, counts, labels, dists, n_empty, acc) -> None:
