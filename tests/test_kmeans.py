@@ -91,9 +91,9 @@ def test_not_worse_than_sklearn_for_every_seed(name, n_init):
 @pytest.mark.parametrize("backend", backend_params("cpu"))
 def test_not_worse_than_sklearn_on_every_cpu_backend(backend):
     if backend == "triton":
-        # The interpreter takes ~0.15 s per assignment step: 12 steps (a descent and a trial),
-        # on the seed where scikit-learn lands in the better of iris' two minima.
-        _check_not_worse_than_sklearn("iris", 1, [2], backend=backend, iters=12)
+        # The interpreter takes ~0.15 s per assignment step: 16 steps (Lloyd, the polish and a
+        # trial), on the seed where scikit-learn lands in the better of iris' two minima.
+        _check_not_worse_than_sklearn("iris", 1, [2], backend=backend, iters=16)
     else:
         _check_not_worse_than_sklearn("iris", 1, range(5), backend=backend)
 
