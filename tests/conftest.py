@@ -7,11 +7,33 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import latentops
+
+# Fuzz tests (hypothesis) take their example counts from a profile: "ci" (the default) keeps the
+# whole suite within CI's time; LATENTOPS_FUZZ=deep runs 25x as many, before resolving an issue
+# that touches an op. A test sets max_examples only through fuzz_examples(), so both profiles apply.
+FUZZ_PROFILE = os.environ.get("LATENTOPS_FUZZ", "ci")
+FUZZ_SCALE = {"ci": 1, "deep": 25}
+if FUZZ_PROFILE not in FUZZ_SCALE:
+    raise ValueError(f"LATENTOPS_FUZZ must be one of {sorted(FUZZ_SCALE)}, got {FUZZ_PROFILE!r}")
+settings.register_profile(
+    FUZZ_PROFILE,
+    deadline=None,  # the Triton interpreter and a loaded CI machine make timings meaningless
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,  # a failure prints the line that replays it
+)
+settings.load_profile(FUZZ_PROFILE)
+
+
+def fuzz_examples(ci: int) -> int:
+    """max_examples for a fuzz test that runs `ci` examples in the CI profile."""
+    return ci * FUZZ_SCALE[FUZZ_PROFILE]
+
 
 CUDA = torch.cuda.is_available()
 requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import latentops
-from conftest import CUDA, backend_params
+from conftest import CUDA, backend_params, fuzz_examples
 from latentops import testing
 from latentops.reference import graph as ref
 
@@ -342,7 +342,7 @@ def test_bad_graph_inputs():
         latentops.similarity_graph([torch.randn(4, 3), torch.randn(4, 3, device="meta")])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=fuzz_examples(60))
 @given(
     n=st.integers(0, 9),
     lead=st.lists(st.integers(1, 3), max_size=2),
