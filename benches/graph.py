@@ -1,4 +1,4 @@
-"""Label smoothness of every layer's k-NN cosine graph, forward + backward: latentops' backends
+"""Label smoothness of every layer's k-NN cosine graph, forward and backward timed apart: latentops' backends
 against the torch dense path of the anchor (../shared/anchors/gpu_anchors.py), with the anchor's
 graph (no ReLU, mean symmetrization, L = D − W), every row checked against the float64 reference."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 import latentops
-from harness import Case, check_close, measure, tf32, timed_backends
+from harness import Case, check_close, measure_forward_backward, tf32, timed_backends
 from latentops import testing
 from latentops.reference import graph as reference
 
@@ -29,9 +29,10 @@ def lgg_dense_smoothness(x, y1h, k):
 
 def graph_smoothness_case(layers: int, n: int, d: int, k: int, device: str, quick: bool) -> Case:
     case = Case(
-        f"graph smoothness {layers} layers n={n} d={d} k={k} fp32, forward+backward",
-        2.0 * layers * n * n * d * 2,
-        ["torch dense"],
+        f"graph smoothness {layers} layers n={n} d={d} k={k} fp32, forward and backward apart",
+        0.0,  # forward and backward do different work: GFLOP/s would mix them
+        ["torch dense fwd", "torch dense bwd"],
+        family="graph",
     )
     print(case.title, flush=True)
     gen = torch.Generator().manual_seed(0)
@@ -40,35 +41,23 @@ def graph_smoothness_case(layers: int, n: int, d: int, k: int, device: str, quic
     y = torch.nn.functional.one_hot(labels, 10).float()
     budget = 0.3 if quick else 1.0
     x64 = x.detach().double().requires_grad_(True)
-    torch.stack([reference.smoothness(x64[b], y.double(), k=k, **GRAPH) for b in range(layers)]).sum().backward()
+    value = torch.stack([reference.smoothness(x64[b], y.double(), k=k, **GRAPH) for b in range(layers)]).sum()
+    value.backward()
 
-    def check(grad):
-        check_close("dL/dx", grad, x64.grad, 1e-4)
-
-    def step(forward):
-        def run():
-            x.grad = None
-            forward().backward()
-            return x.grad
-
-        return run
-
-    for backend in timed_backends(device):
-        measure(
+    def run(name, forward):
+        measure_forward_backward(
             case,
-            f"latentops {backend}",
-            step(lambda b=backend: latentops.graph_smoothness(x, y, k=k, backend=b, **GRAPH).sum()),
+            name,
+            forward,
+            [x],
             device,
-            check=check,
+            check_forward=lambda out: check_close("s", out, value.detach(), 1e-4),
+            check_grads=lambda grads: check_close("dL/dx", grads[0], x64.grad, 1e-4),
             budget_s=budget,
         )
+
+    for backend in timed_backends(device, case):
+        run(f"latentops {backend}", lambda b=backend: latentops.graph_smoothness(x, y, k=k, backend=b, **GRAPH).sum())
     with tf32(False):
-        measure(
-            case,
-            "torch dense",
-            step(lambda: sum(lgg_dense_smoothness(x[b], y, k) for b in range(layers))),
-            device,
-            check=check,
-            budget_s=budget,
-        )
+        run("torch dense", lambda: sum(lgg_dense_smoothness(x[b], y, k) for b in range(layers)))
     return case

@@ -9,17 +9,19 @@ import math
 import torch
 
 import latentops
-from harness import Case, measure
+from harness import Case, Row, measure
 from latentops.reference import nearest_centroid as reference
 
 
-def _check_assignment(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor | None, inertia: float) -> None:
+def _check_assignment(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor | None, inertia: float) -> float:
+    """The inertia's relative error against the float64 distances to the nearest centroids."""
     _, sq_dist = reference.nearest_centroid(x, centroids.to(x.dtype))
     total = float(sq_dist.double().sum())
     if labels is not None:
         chosen = reference.squared_distance(x.double(), centroids.double()[labels])
         assert bool((chosen <= sq_dist.double() * (1 + 1e-5) + 1e-6).all()), "labels not at the nearest centroids"
     assert math.isclose(inertia, total, rel_tol=1e-4), f"inertia {inertia:.6g} but the centroids give {total:.6g}"
+    return abs(inertia - total) / total
 
 
 def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
@@ -34,28 +36,21 @@ def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
     x = (centers[torch.randint(0, k, (n,), generator=gen)] + torch.randn(n, d, generator=gen)).to(device)
 
     for label, sample in [("all points", None), ("256 points per centroid, as FAISS", 256)]:
-        result = {}
-
-        def run(sample=sample, result=result):
-            result["out"] = latentops.kmeans(x, k, iters=iters, tol=0.0, seed=0, max_points_per_centroid=sample)
-            return result["out"]
-
         measure(
             case,
             f"latentops.kmeans, {label}",
-            run,
+            lambda sample=sample: latentops.kmeans(x, k, iters=iters, tol=0.0, seed=0, max_points_per_centroid=sample),
             device,
             budget_s=0.0,
             check=lambda out: _check_assignment(x, out.centroids, out.labels, out.inertia),
+            describe=lambda out: f"inertia {out.inertia:.4g}",
         )
-        if "out" in result:
-            case.rows[-1] = (*case.rows[-1][:3], f"inertia {result['out'].inertia:.4g}")
     if device != "cpu":
         return case  # FAISS on the GPU machine's CPU would take minutes per run at this size
     try:
         import faiss
     except ImportError:
-        case.rows.append(("faiss.Kmeans", math.nan, None, "not installed"))
+        case.add(Row("faiss.Kmeans", math.nan, None, None, "not installed"))
         return case
     xn = x.numpy()
     found = {}
@@ -65,7 +60,7 @@ def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
         km.train(xn)
         found["inertia"] = float(km.index.search(xn, 1)[0].sum())  # over all points, like latentops'
         found["centroids"] = torch.from_numpy(km.centroids)
-        return km
+        return found
 
     measure(
         case,
@@ -73,8 +68,7 @@ def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
         run_faiss,
         "cpu",
         budget_s=0.0,
-        check=lambda _: _check_assignment(x, found["centroids"], None, found["inertia"]),
+        check=lambda out: _check_assignment(x, out["centroids"], None, out["inertia"]),
+        describe=lambda out: f"inertia {out['inertia']:.4g}",
     )
-    if "inertia" in found:
-        case.rows[-1] = (*case.rows[-1][:3], f"inertia {found['inertia']:.4g}")
     return case

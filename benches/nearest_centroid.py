@@ -8,7 +8,7 @@ import math
 import torch
 
 import latentops
-from harness import Case, measure, tf32, timed_backends
+from harness import Case, Row, measure, tf32, timed_backends
 from latentops import testing
 from latentops.reference import nearest_centroid as reference
 
@@ -24,11 +24,12 @@ def indices_checker(z: torch.Tensor, c: torch.Tensor, accuracy: str, pick=lambda
     scale = z.double().square().sum(1) + c.double().square().sum(1).max()
     slack = 1e-5 * best + 1e-9 * scale if accuracy == "exact" else 4e-3 * scale
 
-    def check(out):
+    def check(out) -> float:
         idx = torch.as_tensor(pick(out)).reshape(-1).to(z.device).long()
         chosen = reference.squared_distance(z.double(), c.double()[idx])
         bad = int((chosen > best + slack).sum())
         assert bad == 0, f"{bad} of {len(idx)} rows not at a nearest centroid ({accuracy})"
+        return float(((chosen - best) / scale).max())
 
     return check
 
@@ -38,6 +39,7 @@ def nearest_centroid_case(n: int, k: int, d: int, device: str, quick: bool) -> C
         f"nearest centroid N={n} K={k} D={d}",
         2.0 * n * k * d,
         ["torch ‖c‖²−2zCᵀ+argmin fp32", "torch ‖c‖²−2zCᵀ+argmin bf16"],
+        family="nearest_centroid",
     )
     print(case.title, flush=True)
     gen = torch.Generator().manual_seed(0)
@@ -48,7 +50,7 @@ def nearest_centroid_case(n: int, k: int, d: int, device: str, quick: bool) -> C
         "exact": indices_checker(z, c, "exact", pick=lambda out: out[0]),
         "fast": indices_checker(z, c, "fast", pick=lambda out: out[0]),
     }
-    for backend in timed_backends(device):
+    for backend in timed_backends(device, case):
         for label, (zz, cc), accuracy in [
             ("fp32 exact", (z, c), "exact"),
             ("fp32 fast", (z, c), "fast"),
@@ -101,7 +103,7 @@ def _vector_quantize_pytorch(case, z, c, device, budget):
     try:
         from vector_quantize_pytorch import VectorQuantize
     except ImportError:
-        case.rows.append(("vector-quantize-pytorch eval fwd fp32", math.nan, None, "not installed"))
+        case.add(Row("vector-quantize-pytorch eval fwd fp32", math.nan, None, None, "not installed"))
         return
     k, d = c.shape
     vq = VectorQuantize(dim=d, codebook_size=k, decay=0.99).to(device).eval()
@@ -126,7 +128,7 @@ def _faiss_search(case, z, c, budget):
     try:
         import faiss
     except ImportError:
-        case.rows.append(("faiss IndexFlatL2 k=1", math.nan, None, "not installed"))
+        case.add(Row("faiss IndexFlatL2 k=1", math.nan, None, None, "not installed"))
         return
     index = faiss.IndexFlatL2(c.shape[1])
     index.add(c.numpy())

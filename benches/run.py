@@ -1,6 +1,6 @@
 """The benchmark table: every latentops backend against what users run today, in one process.
 
-    python benches/run.py [--out FILE] [--quick] [--only PREFIX]
+    python benches/run.py [--out FILE] [--quick] [--only PREFIX] [--rows FILE] [--skip FAMILY:BACKEND=WHY ...]
 
 One module per op family (nearest_centroid.py, soft_quantize.py, graph.py, kmeans.py) plus
 startup.py (import and first-call costs); harness.py times and renders. On a GPU the cases are
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+import harness
+from ceilings import ceilings_case
 from graph import graph_smoothness_case
 from harness import render
 from kmeans import kmeans_case
@@ -29,6 +31,7 @@ from startup import startup_case
 def plan(device: str, quick: bool) -> list[tuple]:
     if device == "cuda":
         cases = [
+            (ceilings_case, (device, quick)),
             (nearest_centroid_case, (262144, 4096, 64, device, quick)),
             (nearest_centroid_case, (65536, 16384, 256, device, quick)),
             (soft_quantize_case, (65536, 4096, 64, device, quick)),
@@ -50,7 +53,20 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller cases, shorter timings")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", help="run only the cases whose function name starts with this, e.g. graph")
+    parser.add_argument("--rows", type=Path, help="append every row to this JSON-lines file as it is measured")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="FAMILY:BACKEND=WHY",
+        help="do not time this backend of this op family; its row says WHY (repeatable)",
+    )
     args = parser.parse_args(argv)
+    harness.ROWS = args.rows
+    for entry in args.skip:
+        pair, _, why = entry.partition("=")
+        family, _, backend = pair.partition(":")
+        harness.SKIP[family, backend] = why or "skipped"
     if args.device == "cuda":
         name = torch.cuda.get_device_name()
     else:

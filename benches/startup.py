@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from harness import Case
+from harness import Case, Row
 
 # Run in a fresh interpreter: prints {"what": [first_s, warm_s], ...} as JSON.
 _PROBE = r"""
@@ -46,6 +46,6 @@ def startup_case(device: str) -> Case:
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, check=True)
     for name, (first, warm) in json.loads(out.stdout.strip().splitlines()[-1]).items():
         note = "" if warm is None else f"warm {warm * 1e3:.1f} ms, first − warm {(first - warm) * 1e3:.0f} ms"
-        case.rows.append((name, first * 1e3, None, note))
+        case.add(Row(name, first * 1e3, None, None, note))
         print(f"  {name:52s} {first * 1e3:10.1f} ms  {note}", flush=True)
     return case
