@@ -1,53 +1,24 @@
-"""The benchmark harness: a Case collects timed rows, each first checked against the reference
-(a fast wrong answer is a row that says so, never a time; the check's error is shown on the row),
-and renders as a markdown table with every row's speed-up over the case's anchors, all measured in
-the same process. With ROWS set (run.py --rows), every row is also appended to that JSON-lines
-file as soon as it is measured, so a run killed midway keeps what it measured."""
+"""The benchmark harness: measure() checks each timed call against the reference first (a fast
+wrong answer is a row that says so, never a time; the check's error is shown on the row) and adds
+it to a Case (table.py: the rows, their JSON-lines log and the markdown), all measured in the same
+process."""
 
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 import latentops
+from table import Case, Row, render_cases
 
-
-@dataclass
-class Row:
-    name: str
-    ms: float  # NaN: not timed (failed, wrong or skipped: see note)
-    extra_mib: float | None  # peak device memory beyond the inputs and outputs (GPU only)
-    error: float | None  # what the check measured against the float64 reference
-    note: str = ""
-
-
-@dataclass
-class Case:
-    title: str
-    flops: float
-    anchors: list[str]  # names of rows that the others are compared with
-    rows: list[Row] = field(default_factory=list)
-    family: str = ""  # the op family whose backends it times ("" for none)
-
-    def add(self, row: Row) -> None:
-        self.rows.append(row)
-        if ROWS is not None:
-            with ROWS.open("a") as log:
-                log.write(json.dumps({"case": self.title, "flops": self.flops, **row.__dict__}) + "\n")
-
-
-# Set by run.py: the JSON-lines file every row is appended to, and the (family, backend) pairs not
-# to time (the GPU kit skips kernels that failed their tests, with the reason).
-ROWS: Path | None = None
+# Set by run.py: the (family, backend) pairs not to time (the GPU kit skips kernels that failed
+# their tests), with the reason.
 SKIP: dict[tuple[str, str], str] = {}
 
 
@@ -185,56 +156,10 @@ class tf32:
         torch.backends.cuda.matmul.allow_tf32 = self.old
 
 
-def _stage(name: str) -> str | None:
-    """ "fwd" or "bwd" for a row measured by measure_forward_backward: compared with anchors of the same stage."""
-    stage = name.rsplit(" ", 1)[-1]
-    return stage if stage in ("fwd", "bwd") else None
-
-
 def render(cases: list[Case], device_name: str) -> str:
-    lines = [
+    return render_cases(
+        cases,
         f"# latentops benchmarks on {device_name}",
-        "",
         f"{datetime.date.today()}, torch {torch.__version__}, latentops {latentops.__version__}, "
-        f"backends {latentops.backends()}, Python {platform.python_version()}. "
-        "Times are medians; 'vs X' is X's time over the row's time (higher is faster). Every row's "
-        "output was checked against the float64 reference before it was timed; 'error' is what that "
-        "check measured (relative error, or for indices the worst chosen distance's excess over the "
-        "nearest, relative to ‖z‖² + max‖c‖²).",
-        "",
-    ]
-    for case in cases:
-        anchors = {row.name: row.ms for row in case.rows if row.name in case.anchors}
-        header = [
-            "implementation",
-            "time (ms)",
-            *(["GFLOP/s"] if case.flops else []),
-            *(f"vs {a}" for a in case.anchors),
-            "error",
-            "extra memory (MiB)",
-            "note",
-        ]
-        lines += [
-            f"## {case.title}",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|---|" + "---:|" * (len(header) - 2) + "---|",
-        ]
-        for row in case.rows:
-            ms = row.ms
-            measured = ms == ms
-            cells = [row.name, f"{ms:.3f}" if measured else "–"]
-            if case.flops:
-                cells.append(f"{case.flops / ms / 1e6:.0f}" if measured else "")
-            cells += [
-                f"{anchors[a] / ms:.2f}x" if a in anchors and measured and _stage(a) in (None, _stage(row.name)) else ""
-                for a in case.anchors
-            ]
-            cells += [
-                f"{row.error:.1e}" if row.error is not None else "",
-                f"{row.extra_mib:.1f}" if row.extra_mib is not None else "",
-                row.note,
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+        f"backends {latentops.backends()}, Python {platform.python_version()}.",
+    )

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 import harness
+import table
 from ceilings import ceilings_case
 from graph import graph_smoothness_case
 from harness import render
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         help="do not time this backend of this op family; its row says WHY (repeatable)",
     )
     args = parser.parse_args(argv)
-    harness.ROWS = args.rows
+    table.ROWS = args.rows
     for entry in args.skip:
         pair, _, why = entry.partition("=")
         family, _, backend = pair.partition(":")
@@ -76,11 +77,11 @@ def main(argv=None) -> int:
         for fn, case_args in plan(args.device, args.quick)
         if not args.only or fn.__name__.startswith(args.only)
     ]
-    table = render(cases, name)
-    print("\n" + table)
+    markdown = render(cases, name)
+    print("\n" + markdown)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table + "\n")
+        args.out.write_text(markdown + "\n")
         print(f"written to {args.out}")
     return 0
 
