@@ -10,7 +10,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 # A CPU build of torch lies on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-WHEEL_ARCHS ?= 75-real;80-real;86-real;89-real;90-real;100-real;120
+WHEEL_ARCHS ?= 75-real;80-real;86-real;89-real;90a-real;100-real;120
 SOURCES := $(shell find csrc python kernels -type f \( -name '*.py' -o -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh' \)) CMakeLists.txt pyproject.toml
 
 # The short lines benchmark of `make run`: a few minutes on a 2-core CPU. Override on a GPU, e.g.

@@ -1,39 +1,43 @@
 #!/usr/bin/env bash
-# The GPU targets of issue 5, for a session on the GPU machine (after building and installing
-# latentops there, see gpu_session.sh):
-#  1. all eight models on lines with the `latentops train` defaults (ACAI's 2^24 images at batch 64),
-#     or STEPS steps when the full run does not fit, and the report side by side;
+# The training pipelines' GPU figures, for a call on the GPU machine after latentops is built and
+# installed there (benches/gpu_check.sh's build phase does that):
+#  1. all eight models on lines, STEPS steps each, and their report side by side;
 #  2. training throughput (images/s) of each model with latentops' kernels (--backend ops) and with
 #     the pure-torch reference (--backend torch), side by side in a second report.
-# Outputs under OUT (default runs/gpu-lines); commit the report.md / report.png files under
-# benches/results/.
+# The run folders go to RUNS (default runs/gpu-lines, inside the working tree, so a second call on a
+# warm machine resumes them); what comes back is under OUT, at most five files: report.md and
+# report.png of each report, and runs.tgz with every run's metrics.json and config.json.
+# STEPS defaults to 2048 (minutes for eight models at batch 64); the published length is
+# ACAI's 2^24 images (STEPS=262144 at batch 64), hours on one GPU: run it in pieces with --resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
-OUT=${OUT:-runs/gpu-lines}
-STEPS=${STEPS:-262144}
-THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-2000}
+OUT=${OUT:-runs/gpu-lines-out}
+RUNS=${RUNS:-runs/gpu-lines}
+STEPS=${STEPS:-2048}
+THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-500}
 MODELS=${MODELS:-baseline dropout denoising vae aae vqvae softvq acai}
 
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$RUNS"
 runs=()
 for model in $MODELS; do
     # --resume: running the script again continues interrupted runs instead of refusing them.
     $PY -m latentops train --model "$model" --dataset lines --device cuda --steps "$STEPS" \
-        --kmeans-restarts 1000 --no-progress --resume --out "$OUT/$model" > "$OUT/$model.log"
-    runs+=("$OUT/$model")
+        --kmeans-restarts 1000 --no-progress --resume --out "$RUNS/$model" > "$RUNS/$model.log"
+    runs+=("$RUNS/$model")
 done
-$PY -m latentops report "${runs[@]}" --out "$OUT"
+$PY -m latentops report "${runs[@]}" --out "$OUT/quality"
 
 throughput=()
 for model in $MODELS; do
     for backend in ops torch; do
-        # Two evaluations at most and no downstream step: the figure of interest is images/s.
-        rm -rf "$OUT-throughput/$model-$backend"
+        # One evaluation at the end and no downstream step: the figure of interest is images/s.
+        rm -rf "$RUNS/throughput/$model-$backend"
         $PY -m latentops train --model "$model" --dataset lines --device cuda --backend "$backend" \
             --steps "$THROUGHPUT_STEPS" --eval-every "$THROUGHPUT_STEPS" --log-every 100 \
-            --no-downstream --no-progress --out "$OUT-throughput/$model-$backend" > /dev/null
-        throughput+=("$OUT-throughput/$model-$backend")
+            --no-downstream --no-progress --out "$RUNS/throughput/$model-$backend" > /dev/null
+        throughput+=("$RUNS/throughput/$model-$backend")
     done
 done
-$PY -m latentops report "${throughput[@]}" --out "$OUT-throughput"
+$PY -m latentops report "${throughput[@]}" --out "$OUT/throughput"
+(cd "$RUNS" && find . \( -name metrics.json -o -name config.json \) -print0 | tar czf - --null -T -) > "$OUT/runs.tgz"

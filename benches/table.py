@@ -66,7 +66,8 @@ def _stage(name: str) -> str | None:
     return stage if stage in ("fwd", "bwd") else None
 
 
-def render_cases(cases: list[Case], title: str, preamble: str) -> str:
+def render_cases(cases: list[Case], title: str, preamble: str, level: int = 2) -> str:
+    """The markdown: `title`, the preamble and legend, then one table per case under a heading of `level`."""
     lines = [title, "", f"{preamble} {LEGEND}", ""]
     for case in cases:
         anchors = {row.name: row.ms for row in case.rows if row.name in case.anchors}
@@ -80,7 +81,7 @@ def render_cases(cases: list[Case], title: str, preamble: str) -> str:
             "note",
         ]
         lines += [
-            f"## {case.title}",
+            f"{'#' * level} {case.title}",
             "",
             "| " + " | ".join(header) + " |",
             "|---|" + "---:|" * (len(header) - 2) + "---|",
