@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 import latentops
+from latentops.kernel_enums import Accuracy, DType
 from latentops.native import library
 
 N, K, D = 37, 13, 19  # odd, and not multiples of any tile
@@ -60,13 +61,10 @@ def _redecided_share(z: torch.Tensor, c: torch.Tensor) -> float:
     """Rows exact mode re-decides: the int at byte 4 of the workspace (the layout's header in
     csrc/cuda/nearest_centroid.cu: cmax bits, then the flagged-row count)."""
     (n, d), k = z.shape, c.shape[0]
-    workspace = torch.zeros(
-        library.nearest_centroid_cuda_workspace_bytes(n=n, k=k, d=d), dtype=torch.uint8, device="cuda"
-    )
+    size = library.nearest_centroid_cuda_workspace_bytes(n=n, k=k, d=d, accuracy=Accuracy.EXACT)
+    workspace = torch.zeros(size, dtype=torch.uint8, device="cuda")
     indices = torch.empty(n, dtype=torch.int64, device="cuda")
     sq_dist = torch.empty(n, dtype=torch.float32, device="cuda")
-    from latentops.kernel_enums import Accuracy, DType
-
     library.nearest_centroid_cuda(
         z=z.data_ptr(),
         codebook=c.data_ptr(),

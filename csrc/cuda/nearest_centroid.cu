@@ -27,7 +27,9 @@
 #include <cstdint>
 
 #include "latentops/checks.h"
+#include "latentops/mma_tf32.cuh"
 #include "latentops/nearest_centroid.h"
+#include "latentops/nearest_centroid_tiles.h"
 
 // tf32 operands: round to nearest (cvt.rna, relative error <= 2^-11) or feed raw fp32 bits, which the
 // tensor core truncates (relative error < 2^-10, a twice larger bound and more flagged rows).
@@ -43,19 +45,14 @@ namespace latentops {
 namespace {
 
 // ---- tile configuration ---------------------------------------------------------------------------
-// Shared-memory tiles are arrays of 32-bit words: one fp32 element or two 16-bit elements per word, so the
-// fragment addressing of m16n8k8.tf32 and m16n8k16.{f16,bf16} is the same (8 words of k per mma).
-constexpr int kBM = 256;          // z rows per block (8 warps x 32 rows); large to cut codebook re-reads
-constexpr int kBN = 64;           // codebook rows per chunk; every warp covers all 64 columns
+// The tile shape and the shared-memory configurations: latentops/nearest_centroid_tiles.h. Words of
+// 32 bits hold one fp32 or two 16-bit elements, so the fragment addressing of m16n8k8.tf32 and
+// m16n8k16.{f16,bf16} is the same (8 words of k per mma).
+using nc_tiles::kBKW;
+using nc_tiles::kBM;
+using nc_tiles::kBN;
+using nc_tiles::kLdw;
 constexpr int kThreads = 256;
-constexpr int kBKW = 32;          // words of the reduction dim per k-tile (4 mma k-steps)
-constexpr int kLdw = kBKW + 4;    // row pitch in words: +4 keeps 16-byte alignment and makes the
-                                  // (row g, word t) fragment reads hit 32 distinct banks
-#ifndef NC_STAGES
-#define NC_STAGES 3
-#endif
-constexpr int kStages = NC_STAGES; // cp.async pipeline depth for the streamed tiles
-constexpr int kMaxResidentKt = 4; // z tile kept whole in smem when d fits in 4 k-tiles (fp32 d <= 128)
 constexpr int kPass2RowFrac = 4;  // pass-2 grid covers n/4 rows of flagged tiles (blocks loop beyond)
 constexpr int kPass2Split = 8;    // codebook split of pass 2
 
@@ -120,11 +117,7 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-__device__ __forceinline__ uint32_t tf32_round(uint32_t x) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(__uint_as_float(x)));
-  return r;
-}
+__device__ __forceinline__ uint32_t tf32_round(uint32_t x) { return tf32_bits(__uint_as_float(x)); }
 
 // Four 8x(4-word) matrices from smem; lane l gives the row address of matrix l/8, row l%8, and gets
 // word l%4 of row l/4 of each: exactly the (g, t) fragment layout of both mma shapes used here.
@@ -138,10 +131,7 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint32_t* p) {
 template <typename T>
 __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   if constexpr (sizeof(T) == 4) {
-    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    mma_tf32(c, a, b);
   } else if constexpr (std::is_same<T, __half>::value) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
@@ -248,8 +238,9 @@ __device__ __forceinline__ void mma_ktile(float (&acc)[2][8][4], const uint32_t*
 // The accumulators start at -||c_j||^2/2, so after the mma chain acc = z.c_j - ||c_j||^2/2 = -d~_j/2:
 // no per-element epilogue arithmetic, the argmin of d~ is the argmax of acc (scaling by -2 is exact),
 // and fmaxf drops NaN, so a NaN distance is never chosen.
-template <typename T, bool RESCORE>
+template <typename T, bool RESCORE, int STAGES>
 __global__ void __launch_bounds__(kThreads, NC_MIN_BLOCKS) nc_gemm_kernel(const GemmArgs a) {
+  // STAGES: cp.async depth of the streamed tiles, chosen per device by nc_tiles::choose_gemm_config.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // never launched there: run_nearest_centroid takes the exact rescan path before sm_80
 #else
@@ -259,7 +250,7 @@ __global__ void __launch_bounds__(kThreads, NC_MIN_BLOCKS) nc_gemm_kernel(const 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const T* z = static_cast<const T*>(a.z);
   const T* c = static_cast<const T*>(a.c);
-  const int a_tiles = a.resident ? a.kt : kStages;
+  const int a_tiles = a.resident ? a.kt : STAGES;
   uint32_t* As = smem;
   uint32_t* Bs = smem + a_tiles * kBM * kLdw;
   // ldmatrix row addresses of this lane (see ldsm_x4): A matrices are (rows 0-7 | 8-15) x (words 0-3 |
@@ -286,7 +277,7 @@ __global__ void __launch_bounds__(kThreads, NC_MIN_BLOCKS) nc_gemm_kernel(const 
 
     auto issue = [&](int it) {
       if (it < total) {
-        const int chunk = c0 + it / a.kt, kti = it % a.kt, buf = it % kStages;
+        const int chunk = c0 + it / a.kt, kti = it % a.kt, buf = it % STAGES;
         if (!a.resident) load_tile<T, kBM>(As + buf * kBM * kLdw, z, s_rows, 0, 0, kti, a);
         load_tile<T, kBN>(Bs + buf * kBN * kLdw, c, nullptr, static_cast<int64_t>(chunk) * kBN, a.k,
                           kti, a);
@@ -296,7 +287,7 @@ __global__ void __launch_bounds__(kThreads, NC_MIN_BLOCKS) nc_gemm_kernel(const 
     if (a.resident)
       for (int kti = 0; kti < a.kt; ++kti)
         load_tile<T, kBM>(As + kti * kBM * kLdw, z, s_rows, 0, 0, kti, a);
-    for (int s = 0; s < kStages - 1; ++s) issue(s);
+    for (int s = 0; s < STAGES - 1; ++s) issue(s);
 
     // This thread's 4 rows (2 m16 tiles x {g, g+8}) and per-row state, in acc units (-d~/2).
     float best[4], sec[4];  // pass 2: best holds the hit threshold -thr/2
@@ -335,11 +326,11 @@ __global__ void __launch_bounds__(kThreads, NC_MIN_BLOCKS) nc_gemm_kernel(const 
           }
         }
       }
-      cp_async_wait<kStages - 2>();
-      __syncthreads();  // tile `it` visible to all; buffer (it-1)%kStages free for reuse
-      issue(it + kStages - 1);
-      const uint32_t* At = As + (a.resident ? kti : it % kStages) * kBM * kLdw;
-      const uint32_t* Bt = Bs + (it % kStages) * kBN * kLdw;
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();  // tile `it` visible to all; buffer (it-1)%STAGES free for reuse
+      issue(it + STAGES - 1);
+      const uint32_t* At = As + (a.resident ? kti : it % STAGES) * kBM * kLdw;
+      const uint32_t* Bt = Bs + (it % STAGES) * kBN * kLdw;
       const int nsub = min(kBKW / 8, (a.dw - kti * kBKW + 7) / 8);
       mma_ktile<T>(acc, At, Bt, a_off, b_off, nsub);
 
@@ -422,7 +413,7 @@ __global__ void __launch_bounds__(kThreads, NC_MIN_BLOCKS) nc_gemm_kernel(const 
         if (t == 0 && rw >= 0) {
           a.indices[rw] = bidx[r];
           a.best_out[rw] = -2.f * best[r];
-          a.second_out[rw] = -2.f * sec[r];
+          if (a.exact) a.second_out[rw] = -2.f * sec[r];  // fast mode's workspace has no room for it
         }
       }
     }
@@ -576,11 +567,13 @@ inline bool has_tensor_core_path() {
 constexpr size_t kAlign = 256;
 inline size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
+// Fast mode on the tensor-core path needs the header and the norms only: the per-row buffers are
+// exact mode's pass 2 and the pre-sm_80 path's (which rescans every row whatever the accuracy).
 struct WsLayout {
   size_t cmax = 0, count = 4, cn, second, rows, thr, cand_cnt, cand, total;
-  WsLayout(int64_t n, int64_t k) {
+  WsLayout(int64_t n, int64_t k, bool exact) {
     const size_t kpad = static_cast<size_t>((k + kBN - 1) / kBN) * kBN;
-    const size_t nn = static_cast<size_t>(n);
+    const size_t nn = exact ? static_cast<size_t>(n) : 0;
     size_t off = kAlign;  // header: cmax bits, flagged count
     cn = off;
     off += align_up(kpad * sizeof(float));
@@ -603,10 +596,34 @@ inline int clamp_grid(int64_t blocks, int64_t cap) {
   return static_cast<int>(blocks < cap ? blocks : cap);
 }
 
+// The GEMM's shared-memory configuration on the current device: what fits its opt-in limit per
+// block less the kernel's static shared memory (s_rows).
+nc_tiles::GemmConfig gemm_config(int kt) {
+  int device = 0, optin = 0;
+  LATENTOPS_CUDA_CHECK(cudaGetDevice(&device));
+  LATENTOPS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const size_t static_bytes = kBM * sizeof(int64_t);
+  const size_t available = static_cast<size_t>(optin) > static_bytes ? optin - static_bytes : 0;
+  const nc_tiles::GemmConfig config = nc_tiles::choose_gemm_config(kt, available);
+  LATENTOPS_CHECK(config.smem_bytes > 0, "nearest_centroid_cuda: no tile configuration fits this device's "
+                                             << optin << " bytes of shared memory per block");
+  return config;
+}
+
+template <typename T, bool RESCORE>
+void launch_gemm(const nc_tiles::GemmConfig& config, dim3 grid, const GemmArgs& a, cudaStream_t s) {
+  auto kernel = config.stages == nc_tiles::kMaxStages ? nc_gemm_kernel<T, RESCORE, nc_tiles::kMaxStages>
+                                                       : nc_gemm_kernel<T, RESCORE, nc_tiles::kMinStages>;
+  LATENTOPS_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(config.smem_bytes)));
+  kernel<<<grid, kThreads, config.smem_bytes, s>>>(a);
+  LATENTOPS_CUDA_CHECK(cudaGetLastError());
+}
+
 template <typename T>
 void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t d, bool exact,
                           int64_t* indices, float* sq_dist, void* workspace, cudaStream_t s) {
-  const WsLayout L(n, k);
+  const WsLayout L(n, k, exact || !has_tensor_core_path());
   char* ws = static_cast<char*>(workspace);
   unsigned* cmax_bits = reinterpret_cast<unsigned*>(ws + L.cmax);
   int* count = reinterpret_cast<int*>(ws + L.count);
@@ -634,12 +651,13 @@ void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t 
   a.n = n;
   a.k = k;
   a.d = d;
-  a.dw = static_cast<int>(sizeof(T) == 4 ? d : (d + 1) / 2);
-  a.kt = (a.dw + kBKW - 1) / kBKW;
+  a.dw = nc_tiles::row_words(d, sizeof(T));
+  a.kt = nc_tiles::k_tiles(d, sizeof(T));
   a.nchunks = static_cast<int>((k + kBN - 1) / kBN);
   a.vec = (d * static_cast<int64_t>(sizeof(T))) % 16 == 0 &&
           reinterpret_cast<uintptr_t>(z) % 16 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
-  a.resident = a.kt <= kMaxResidentKt;
+  const nc_tiles::GemmConfig config = gemm_config(a.kt);
+  a.resident = config.resident;
   a.exact = exact;
   a.hcn = hcn;
   a.indices = indices;
@@ -655,17 +673,11 @@ void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t 
   nc_norms_kernel<T><<<clamp_grid((kpad + 7) / 8, 1 << 16), 256, 0, s>>>(c, k, d, kpad, hcn, cmax_bits);
   LATENTOPS_CUDA_CHECK(cudaGetLastError());
 
-  const size_t smem =
-      static_cast<size_t>((a.resident ? a.kt : kStages) * kBM + kStages * kBN) * kLdw * 4;
   const int64_t ntiles = (n + kBM - 1) / kBM;
 
   // Pass 1: the whole codebook per block.
   a.chunks_per_split = a.nchunks;
-  LATENTOPS_CUDA_CHECK(cudaFuncSetAttribute(nc_gemm_kernel<T, false>,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(smem)));
-  nc_gemm_kernel<T, false><<<dim3(clamp_grid(ntiles, 0x7fffffff), 1), kThreads, smem, s>>>(a);
-  LATENTOPS_CUDA_CHECK(cudaGetLastError());
+  launch_gemm<T, false>(config, dim3(clamp_grid(ntiles, 0x7fffffff), 1), a, s);
 
   const float ut = sizeof(T) == 4 ? (NC_TF32_ROUND ? 0x1p-11f : 0x1p-10f) : 0.f;
   nc_finish_kernel<T><<<clamp_grid((n + 7) / 8, 1 << 20), 256, 0, s>>>(
@@ -679,12 +691,8 @@ void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t 
   const int split = a.nchunks < kPass2Split ? a.nchunks : kPass2Split;
   a.chunks_per_split = (a.nchunks + split - 1) / split;
   const int split_used = (a.nchunks + a.chunks_per_split - 1) / a.chunks_per_split;
-  LATENTOPS_CUDA_CHECK(cudaFuncSetAttribute(nc_gemm_kernel<T, true>,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(smem)));
-  nc_gemm_kernel<T, true>
-      <<<dim3(clamp_grid((ntiles + kPass2RowFrac - 1) / kPass2RowFrac, 1 << 16), split_used), kThreads, smem, s>>>(a);
-  LATENTOPS_CUDA_CHECK(cudaGetLastError());
+  launch_gemm<T, true>(config, dim3(clamp_grid((ntiles + kPass2RowFrac - 1) / kPass2RowFrac, 1 << 16), split_used), a,
+                       s);
 
   nc_resolve_kernel<T><<<clamp_grid((n + 7) / 8, 1 << 14), 256, 0, s>>>(
       z, c, k, d, count, rows, cand_cnt, cand, indices, sq_dist);
@@ -693,8 +701,8 @@ void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t 
 
 }  // namespace
 
-size_t nearest_centroid_cuda_workspace_bytes(int64_t n, int64_t k, int64_t /*d*/) {
-  return WsLayout(n, k).total;
+size_t nearest_centroid_cuda_workspace_bytes(int64_t n, int64_t k, int64_t /*d*/, Accuracy accuracy) {
+  return WsLayout(n, k, accuracy == Accuracy::kExact || !has_tensor_core_path()).total;
 }
 
 void nearest_centroid_cuda(const NearestCentroidParams& p, void* workspace, void* stream) {

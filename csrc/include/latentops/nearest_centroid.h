@@ -24,9 +24,9 @@ struct NearestCentroidParams {
 
 void nearest_centroid_cpu(const NearestCentroidParams& p);
 
-// `workspace`: device memory of at least nearest_centroid_cuda_workspace_bytes(n, k, d) bytes;
-// `stream`: a cudaStream_t.
-size_t nearest_centroid_cuda_workspace_bytes(int64_t n, int64_t k, int64_t d);
+// `workspace`: device memory of at least nearest_centroid_cuda_workspace_bytes(n, k, d, accuracy)
+// bytes for the current device (fast mode needs far less on sm_80+); `stream`: a cudaStream_t.
+size_t nearest_centroid_cuda_workspace_bytes(int64_t n, int64_t k, int64_t d, Accuracy accuracy);
 void nearest_centroid_cuda(const NearestCentroidParams& p, void* workspace, void* stream);
 
 }  // namespace latentops

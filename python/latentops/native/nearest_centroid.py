@@ -38,7 +38,9 @@ def nearest_centroid_forward_cuda(z: torch.Tensor, codebook: torch.Tensor, accur
     (n, d), k = z.shape, codebook.shape[0]
     with torch.cuda.device(z.device):
         workspace = torch.empty(
-            library.nearest_centroid_cuda_workspace_bytes(n=n, k=k, d=d), dtype=torch.uint8, device=z.device
+            library.nearest_centroid_cuda_workspace_bytes(n=n, k=k, d=d, accuracy=Accuracy[accuracy.upper()]),
+            dtype=torch.uint8,
+            device=z.device,
         )
         return _launch(
             library.nearest_centroid_cuda,
