@@ -122,6 +122,7 @@ def test_a_run_of_an_unknown_task_is_named(tmp_path):
         (lambda d: (d / "metrics.jsonl").write_text('{"kind": "train"}\n'), "line 1 is not a metrics record"),
         (lambda d: (d / "metrics.jsonl").write_bytes(b"\x00\xff\n"), "metrics.jsonl' is corrupted"),
         (lambda d: shutil.rmtree(d), "is not a folder"),
+        (lambda d: (d / "interpolation-frames.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20)), "frames.png' is"),
     ],
 )
 def test_a_corrupted_run_is_named_in_one_line(tmp_path, capsys, spoil, named):

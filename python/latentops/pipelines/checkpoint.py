@@ -68,12 +68,13 @@ def write_atomic(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
-def _digest(path: Path) -> dict:
-    """fsyncs the file and returns its size and SHA-256 (of the bytes now on disk, which a
-    load compares against)."""
+def _digest(path: Path, sync: bool = False) -> dict:
+    """The file's size and SHA-256; sync: fsync it first (a save: the digest is then of the bytes
+    on disk, which a load compares against)."""
     sha = hashlib.sha256()
     with open(path, "rb") as f:
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())
         for block in iter(lambda: f.read(1 << 20), b""):
             sha.update(block)
     return {"bytes": path.stat().st_size, "sha256": sha.hexdigest()}
@@ -103,7 +104,7 @@ def save(
     if schedulers:  # absent otherwise: the files of runs without schedulers keep their old form
         state["schedulers"] = {g: s.state_dict() for g, s in schedulers.items()}
     torch.save(state, tmp / STATE)
-    files = {name: _digest(tmp / name) for name in (MODEL, STATE)}
+    files = {name: _digest(tmp / name, sync=True) for name in (MODEL, STATE)}
     # Last: a folder with a manifest has all its files complete.
     write_atomic(tmp / MANIFEST, json.dumps({"format": MANIFEST_FORMAT, "step": step, "files": files}, indent=2))
     # A folder of this step can be left by a save cut short between this rename and `latest`'s.
