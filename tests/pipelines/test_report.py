@@ -116,7 +116,7 @@ def test_a_run_of_an_unknown_task_is_named(tmp_path):
         ),
         (lambda d: (d / "metrics.json").write_text('{"task": 3, "model": "vae"}'), "task 3"),
         (
-            lambda d: (d / "metrics.jsonl").write_text('{"kind": "train", "step": 1}\n{"kind": "tr'),
+            lambda d: (d / "metrics.jsonl").write_text('{"kind": "train", "step": 1}\n{"kind": "tr\n{}'),
             "line 2 is not JSON",
         ),
         (lambda d: (d / "metrics.jsonl").write_text('{"kind": "train"}\n'), "line 1 is not a metrics record"),
@@ -139,3 +139,10 @@ def test_a_corrupted_run_is_named_in_one_line(tmp_path, capsys, spoil, named):
 def test_a_run_without_records_still_has_its_column(tmp_path):
     (_run(tmp_path / "a", "vae") / "metrics.jsonl").unlink()
     assert "| Metric | VAE |" in write_report([tmp_path / "a"])[0]
+
+
+def test_a_torn_last_record_is_what_a_crash_leaves_and_is_read_past(tmp_path):
+    run = _run(tmp_path / "a", "vae")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "st')
+    assert "| Metric | VAE |" in write_report([run])[0]

@@ -30,8 +30,9 @@ def load_run(run_dir) -> dict:
         )
     summary = read_json_object(path)
     jsonl = run_dir / METRICS_JSONL
-    # The records only draw the loss curves: a run without them still has its table column.
-    records = read_jsonl(jsonl) if jsonl.is_file() else []
+    # The records only draw the loss curves: a run without them still has its table column. A
+    # torn last line is what a crash during an append leaves (a --resume of a finished run).
+    records = read_jsonl(jsonl, allow_torn_end=True) if jsonl.is_file() else []
     return {"dir": run_dir, "summary": summary, "records": records}
 
 

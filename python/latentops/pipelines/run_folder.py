@@ -98,7 +98,9 @@ class RunFolder:
 
     def unlock(self) -> None:
         if self._lock is not None:
-            self._lock.close()  # closing the last descriptor releases the flock
+            # Closing releases the flock. The file stays: unlinking it could let a process that
+            # opened it a moment before lock a file no later run will find.
+            self._lock.close()
             self._lock = None
 
     def _check_path(self) -> None:
