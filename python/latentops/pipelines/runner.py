@@ -74,7 +74,8 @@ class Runner:
             except (RunFolderBusy, ValueError, OSError) as caught:
                 error = caught
         if self.context.distributed:
-            error = distributed.gather_objects(error)[0]
+            shared = distributed.gather_objects(error)[0]  # a collective: every rank must call it
+            error = error or shared  # rank 0 raises its own, traceback and all
         if error is not None:
             raise error
 
