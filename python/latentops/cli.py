@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0, or 2 with one line on stderr naming the argument or file at fault (a bad
+    option, a corrupted or missing file of a run, a run folder in use): a traceback is for bugs."""
+    from latentops.pipelines.run_folder import RunFolderBusy
     from latentops.pipelines.tasks import TASKS
 
     args = _parser().parse_args(argv)
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             text, md_path, png_path = write_report(args.run_dirs, args.out)
             print(text)
             print(f"wrote {md_path} and {png_path}")
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    # OSError: its message names the file (a full disk, a folder we may not write to).
+    except (ValueError, OSError, RunFolderBusy) as error:
         print(f"latentops {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

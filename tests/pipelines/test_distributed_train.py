@@ -14,6 +14,7 @@ from conftest import run_processes
 from latentops.data import LinesDataset
 from latentops.pipelines import distributed, train
 from latentops.pipelines.autoencoders import AutoencoderTask
+from latentops.pipelines.run_folder import RunFolder, RunFolderBusy
 from latentops.pipelines.runner import Runner
 
 from .tiny import tiny_config
@@ -46,6 +47,14 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 {k: v.detach().clone() for k, v in run.training.model.state_dict().items()},
                 os.path.join(out_dir, f"{model}-rank{rank}.pt"),
             )
+        # A folder another run holds: every rank must stop at once (not only rank 0, which takes
+        # the lock, while the others wait for it at a barrier).
+        config = tiny_config(os.path.join(out_dir, "held"), "baseline", steps=4)
+        try:
+            Runner(AutoencoderTask(config, LinesDataset(test_count=64)), distributed.setup("cpu")).run()
+        except RunFolderBusy as error:
+            with open(os.path.join(out_dir, f"held-rank{rank}.txt"), "w") as f:
+                f.write(str(error))
     finally:
         dist.destroy_process_group()
 
@@ -53,7 +62,12 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    run_processes(_worker, (str(out / "init"), str(out)), WORLD, TIMEOUT_S)
+    held = RunFolder(out / "held")
+    held.lock()
+    try:
+        run_processes(_worker, (str(out / "init"), str(out)), WORLD, TIMEOUT_S)
+    finally:
+        held.unlock()
     return out
 
 
@@ -79,3 +93,10 @@ def test_two_processes_train_like_one_on_the_global_batch(two_ranks, tmp_path):
 def test_vq_codebook_moved_and_stayed_in_sync(two_ranks):
     state = torch.load(two_ranks / "vqvae-rank1.pt")
     assert bool(state["quantizer.initted"])
+
+
+def test_a_locked_folder_stops_every_rank(two_ranks):
+    for rank in range(WORLD):
+        message = (two_ranks / f"held-rank{rank}.txt").read_text()
+        assert f"pid {os.getpid()} on " in message, rank
+    assert not (two_ranks / "held" / "metrics.jsonl").exists()

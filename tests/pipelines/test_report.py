@@ -1,7 +1,10 @@
 import json
+import re
+import shutil
 
 import pytest
 
+from latentops.cli import main
 from latentops.pipelines.report import markdown_table, write_report
 
 
@@ -99,3 +102,47 @@ def test_a_run_of_an_unknown_task_is_named(tmp_path):
     folder = _run(tmp_path / "future", "resnet", task="classification")
     with pytest.raises(ValueError, match="'classification'"):
         write_report([folder])
+
+
+@pytest.mark.parametrize(
+    "spoil, named",
+    [
+        (lambda d: (d / "metrics.json").write_text('{"model": "vae", '), "metrics.json' is corrupted: not JSON"),
+        (lambda d: (d / "metrics.json").write_text("[1, 2]"), "metrics.json' is corrupted: it holds a list"),
+        (lambda d: (d / "metrics.json").write_bytes(b"\xff\xfe"), "metrics.json' is corrupted"),
+        (
+            lambda d: (d / "metrics.json").write_text('{"dataset": "lines"}'),
+            "metrics.json' is corrupted: it lacks model",
+        ),
+        (lambda d: (d / "metrics.json").write_text('{"task": 3, "model": "vae"}'), "task 3"),
+        (
+            lambda d: (d / "metrics.jsonl").write_text('{"kind": "train", "step": 1}\n{"kind": "tr\n{}'),
+            "line 2 is not JSON",
+        ),
+        (lambda d: (d / "metrics.jsonl").write_text('{"kind": "train"}\n'), "line 1 is not a metrics record"),
+        (lambda d: (d / "metrics.jsonl").write_bytes(b"\x00\xff\n"), "metrics.jsonl' is corrupted"),
+        (lambda d: shutil.rmtree(d), "is not a folder"),
+        (lambda d: (d / "interpolation-frames.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20)), "frames.png' is"),
+    ],
+)
+def test_a_corrupted_run_is_named_in_one_line(tmp_path, capsys, spoil, named):
+    good = _run(tmp_path / "good", "vae")
+    bad = _run(tmp_path / "bad", "aae")
+    spoil(bad)
+    with pytest.raises(ValueError if "folder" not in named else FileNotFoundError, match=re.escape(named)):
+        write_report([good, bad], tmp_path / "out")
+    assert main(["report", str(good), str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("latentops report: error: ") and named in err and err.count("\n") == 1
+
+
+def test_a_run_without_records_still_has_its_column(tmp_path):
+    (_run(tmp_path / "a", "vae") / "metrics.jsonl").unlink()
+    assert "| Metric | VAE |" in write_report([tmp_path / "a"])[0]
+
+
+def test_a_torn_last_record_is_what_a_crash_leaves_and_is_read_past(tmp_path):
+    run = _run(tmp_path / "a", "vae")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "st')
+    assert "| Metric | VAE |" in write_report([run])[0]

@@ -45,6 +45,7 @@ class ToyModel(torch.nn.Module):
 
 class ToyReport(TaskReport):
     loss = ("fit", "fit loss")
+    keys = ("lr",)
 
     def section(self, dataset):
         return f"toy regression on {dataset}"

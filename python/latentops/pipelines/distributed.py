@@ -32,17 +32,41 @@ class Context:
         return self.rank == 0
 
 
+def resolve_device(device: str, local_rank: int = 0, world: int = 1) -> torch.device:
+    """--device (auto, cpu, cuda, cuda:N; run_options.DEVICE checks the spelling) as a device of
+    this machine; ValueError naming --device when it has no such device, rather than torch's
+    assertion from deep inside CUDA's initialization."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if target.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {device}: this machine has no CUDA device (or torch was built without CUDA); "
+                "use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        index = target.index if target.index is not None else (local_rank if world > 1 else torch.cuda.current_device())
+        if index >= count:
+            raise ValueError(
+                f"--device {device}: this process would use cuda:{index}, but the machine has {count} CUDA device(s)"
+            )
+        target = torch.device("cuda", index)
+    return target
+
+
 def setup(device: str) -> Context:
     """The device and, under torchrun (WORLD_SIZE > 1), the process group: gloo on CPU, nccl on
     CUDA with one GPU per local rank."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    target = torch.device(device)
-    if target.type == "cuda" and target.index is None:
-        target = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+    target = resolve_device(device, local_rank, world)
     if target.type == "cuda":
         torch.cuda.set_device(target)
     context = Context(rank, world, target)

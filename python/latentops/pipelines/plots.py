@@ -5,6 +5,7 @@ pyplot: no display, no global backend switch, nothing left open between calls.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +29,27 @@ def _show(ax, grid: np.ndarray) -> None:
 
 
 def save_frames(decoded: torch.Tensor, path: Path) -> None:
-    """The tiled frames alone, one pixel per pixel (what the report reads back)."""
+    """The tiled frames alone, one pixel per pixel (what the report reads back, so written to a
+    temporary file and renamed: a crash leaves the previous picture, never half of one)."""
     from matplotlib.image import imsave
 
-    imsave(path, tile(decoded), cmap="gray", vmin=0.0, vmax=1.0)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    imsave(tmp, tile(decoded), cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    os.replace(tmp, path)
 
 
 def load_frames(path: Path, rows: int, height: int) -> np.ndarray:
     """The first `rows` pairs of a save_frames PNG, as an array for _show (gray or RGB)."""
     from matplotlib.image import imread
 
-    image = imread(path)[: rows * height, :, :3]
+    try:
+        image = imread(path)
+    except (OSError, ValueError, SyntaxError) as error:  # what Pillow raises on a damaged PNG
+        raise ValueError(f"{str(path)!r} is corrupted: {error}") from None
+    if image.ndim != 3:
+        raise ValueError(f"{str(path)!r} is corrupted: not an RGB(A) picture (shape {image.shape})")
+    image = image[: rows * height, :, :3]
     same = np.allclose(image[..., 0], image[..., 1]) and np.allclose(image[..., 0], image[..., 2])
     return image[..., 0] if same else image
 

@@ -4,12 +4,11 @@ dataset (runs as columns, metrics as rows) and one combined PNG. Each run's task
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from latentops.pipelines import plots
-from latentops.pipelines.run_folder import METRICS_JSON, METRICS_JSONL
+from latentops.pipelines.run_folder import METRICS_JSON, METRICS_JSONL, read_json_object, read_jsonl
 from latentops.pipelines.task import Row, Task
 from latentops.pipelines.tasks import DEFAULT, TASKS
 
@@ -18,29 +17,37 @@ RUN_ROWS = [Row("images_per_s", "Training images/s", lambda v: f"{v:,.0f}"), Row
 
 
 def load_run(run_dir) -> dict:
+    """A finished run's summary and records; FileNotFoundError / ValueError naming the folder or
+    file that is missing or corrupted."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"RUN_DIR {str(run_dir)!r} is not a folder")
     path = run_dir / METRICS_JSON
     if not path.is_file():
         raise FileNotFoundError(
             f"RUN_DIR {str(run_dir)!r} has no metrics.json: it is not a finished "
             f"`latentops train` run (resume it with --resume to finish it)"
         )
-    summary = json.loads(path.read_text())
-    records = []
+    summary = read_json_object(path)
     jsonl = run_dir / METRICS_JSONL
-    if jsonl.is_file():
-        records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    # The records only draw the loss curves: a run without them still has its table column. A
+    # torn last line is what a crash during an append leaves (a --resume of a finished run).
+    records = read_jsonl(jsonl, allow_torn_end=True) if jsonl.is_file() else []
     return {"dir": run_dir, "summary": summary, "records": records}
 
 
 def _task(run: dict) -> type[Task]:
     name = run["summary"].get("task", DEFAULT)
-    if name not in TASKS:
+    if not isinstance(name, str) or name not in TASKS:
         raise ValueError(
             f"RUN_DIR {str(run['dir'])!r} is a run of the task {name!r}, which this "
             f"latentops does not know (it knows {tuple(TASKS)})"
         )
-    return TASKS[name]
+    task = TASKS[name]
+    missing = [key for key in task.report.keys if key not in run["summary"]]
+    if missing:
+        raise ValueError(f"{str(run['dir'] / METRICS_JSON)!r} is corrupted: it lacks {', '.join(missing)}")
+    return task
 
 
 def _column_names(runs: list[dict]) -> list[str]:

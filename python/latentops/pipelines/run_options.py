@@ -5,8 +5,9 @@ depends on the task (steps, batch size) take it as an argument."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
-from latentops.pipelines.options import COUNT, option
+from latentops.pipelines.options import COUNT, Check, option
 
 BACKENDS = ("ops", "torch")
 # What the runner reads from a config; a task's config must have all of them.
@@ -34,8 +35,12 @@ def batch_size(default: int):
     return option(default, check=COUNT, help="global batch size, split evenly across processes")
 
 
+# The spelling only; whether this machine has the device is distributed.resolve_device's to say.
+DEVICE = Check("auto, cpu, cuda or cuda:N", lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v))
+
+
 def device():
-    return option("auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    return option("auto", check=DEVICE, help="auto (cuda if present), cpu, cuda, cuda:N")
 
 
 def backend():
@@ -69,7 +74,11 @@ def log_every(default: int = 50):
 
 
 def resume():
-    return option(False, help="continue the run in --out from its last checkpoint")
+    return option(
+        False,
+        help="continue the run in --out from its last checkpoint (an error if that checkpoint is missing or "
+        "corrupted; a folder with no run yet, or whose run stopped before its first checkpoint, starts at step 0)",
+    )
 
 
 def progress():

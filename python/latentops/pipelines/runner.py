@@ -13,7 +13,7 @@ import torch
 from latentops import _backend
 from latentops.pipelines import checkpoint, distributed, plots, run_options
 from latentops.pipelines.options import validate
-from latentops.pipelines.run_folder import RunFolder
+from latentops.pipelines.run_folder import RunFolder, RunFolderBusy
 from latentops.pipelines.task import Task
 
 # The runner's part of a run's identity (the data stream and the random streams depend on them);
@@ -63,8 +63,30 @@ class Runner:
 
     # -- setup -------------------------------------------------------------------------------
 
+    def _lock(self) -> None:
+        """Rank 0 takes the run folder (only it writes there); under torchrun every rank then
+        learns whether it did, so all of them stop at once rather than wait at a barrier for a
+        rank 0 that has gone."""
+        error = None
+        if self.context.main:
+            try:
+                self.folder.lock()
+            except (RunFolderBusy, ValueError, OSError) as caught:
+                error = caught
+        if self.context.distributed:
+            shared = distributed.gather_objects(error)[0]  # a collective: every rank must call it
+            error = error or shared  # rank 0 raises its own, traceback and all
+        if error is not None:
+            raise error
+
     def _start(self) -> None:
         found = self.folder.checkpoint_to_resume(self.config.resume)
+        if found is None and self.config.resume and self.context.main and self.folder.holds_run():
+            print(
+                f"latentops: --resume: {str(self.folder.path)!r} holds no checkpoint yet (its run stopped "
+                "before the first); starting from step 0",
+                file=sys.stderr,
+            )
         if found is not None:
             self.folder.check_identity(self.config, (*self.task.identity, *IDENTITY))
             training = self.training
@@ -87,6 +109,13 @@ class Runner:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> dict:
+        self._lock()
+        try:
+            return self._run()
+        finally:
+            self.folder.unlock()
+
+    def _run(self) -> dict:
         self._start()
         config = self.config
         eval_interval = run_options.eval_interval(config)
@@ -199,6 +228,7 @@ class Runner:
         rng = distributed.gather_objects(checkpoint.rng_state(self.device))
         if self.context.main:
             training = self.training
+            self.folder.sync_records()  # a resume from this checkpoint needs its records
             checkpoint.save(
                 self.folder.path,
                 self.step,

@@ -96,6 +96,8 @@ class TaskReport:
 
     # (training log, panel title): each run's curve of it in report.png; None: no panel.
     loss: tuple[str, str] | None = None
+    # The summary keys the methods below read: a metrics.json without one is refused by name.
+    keys: tuple[str, ...] = ()
 
     def section(self, dataset: str) -> str:
         """The table's heading."""

@@ -31,6 +31,7 @@ ROWS = [
 
 class AutoencoderReport(TaskReport):
     loss = ("mse", "reconstruction MSE")
+    keys = ("model", "dataset")
 
     def section_order(self, dataset: str):
         return (dataset != "lines", dataset)
