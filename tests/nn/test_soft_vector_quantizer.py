@@ -39,5 +39,5 @@ def test_soft_vector_quantizer_straight_through_and_precision_head(gen):
     assert head.grad is not None and head.grad.abs().sum() > 0
     with pytest.raises(ValueError, match=r"dim = 5"):
         svq(torch.randn(3, 4))
-    with pytest.raises(ValueError, match=r"noise_std must be ≥ 0"):
+    with pytest.raises(ValueError, match=r"noise_std must be a finite float32 number ≥ 0"):
         SoftVectorQuantizer(5, 8, noise_std=-1.0)

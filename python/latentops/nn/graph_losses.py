@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from latentops import _backend
+from latentops.nn._args import check_bool, check_choice, check_int, check_real
 from latentops.ops import graph as graph_ops
-from latentops.ops.checks import check_choice, check_int
 from latentops.ops.graph_inputs import check_graph_options, label_matrix
 
 
@@ -22,9 +23,17 @@ def _as_layers(x, name: str) -> list[torch.Tensor]:
 
 
 class _GraphOptions(nn.Module):
+    """The graph options every loss shares, checked at construction (a bad one would otherwise
+    surface only at the first forward, or not at all)."""
+
     def __init__(self, k, metric, sigma, relu, symmetrize, normalize, backend):
         super().__init__()
+        k = check_int("k", k, optional=True)
+        sigma = check_real("sigma", sigma, minimum=0.0, open_minimum=True)
         check_graph_options(k, metric, sigma, symmetrize, normalize)
+        relu = check_bool("relu", relu)
+        # Which backends can run is known only per call (device, dtype); the name is known now.
+        check_choice("backend", backend, _backend.BACKEND_NAMES, optional=True)
         self.k, self.metric, self.sigma, self.relu = k, metric, sigma, relu
         self.symmetrize, self.normalize, self.backend = symmetrize, normalize, backend
 
@@ -66,8 +75,9 @@ class GraphDistillationLoss(_GraphOptions):
         backend: str | None = None,
     ):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
-        check_int("power", power)
+        power = check_int("power", power)
         check_choice("reduction", reduction, ("sum", "mean"))
+        teacher_mask = check_bool("teacher_mask", teacher_mask)
         if teacher_mask and k is None:
             raise ValueError("teacher_mask=True needs k (the teacher's k-NN graph gives the mask)")
         self.power, self.teacher_mask, self.reduction = power, teacher_mask, reduction
@@ -133,7 +143,8 @@ class SmoothnessVariationLoss(_GraphOptions):
         backend: str | None = None,
     ):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
-        self.power, self.num_classes = power, num_classes
+        self.power = check_int("power", power)
+        self.num_classes = check_int("num_classes", num_classes, optional=True)
 
     def smoothness(self, layers, labels) -> torch.Tensor:
         """s_l for every layer, (L,)."""
@@ -179,7 +190,8 @@ class GeometryTargetLoss(_GraphOptions):
     ):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
         check_choice("reduction", reduction, ("sum", "mean"))
-        self.num_classes, self.reduction = num_classes, reduction
+        self.num_classes = check_int("num_classes", num_classes, optional=True)
+        self.reduction = reduction
 
     def forward(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if isinstance(output, torch.Tensor) and output.dim() > 2:

@@ -9,8 +9,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from latentops.nn._args import check_bool, check_choice, check_int, check_real
 from latentops.ops import nearest_centroid, soft_quantize
-from latentops.ops.checks import ACCURACIES, check_choice
+from latentops.ops.checks import ACCURACIES
 
 _PERPLEXITY_ROWS = 4096
 
@@ -43,6 +44,12 @@ class SoftVectorQuantizer(nn.Module):
             (..., 1) or (N, K) / (..., K), overriding the module's. hard=True in eval mode returns
             the nearest codeword instead of the posterior mean. The perplexity is estimated from the
             posteriors of at most 4096 of the batch's vectors, without an N×K matrix.
+
+    Non-finite inputs: a row of z with a NaN or ±inf (or a non-finite per-sample precision) has
+    no posterior: its quantized row is NaN (hard=True included, where nearest_centroid alone
+    would give it codeword 0), the other rows are unaffected, and the loss is NaN, so a
+    finite-loss check (or a GradScaler) skips the step. The module has no state that a forward
+    updates, so nothing else can be poisoned; the perplexity leaves such rows out.
     """
 
     def __init__(
@@ -58,22 +65,20 @@ class SoftVectorQuantizer(nn.Module):
         accuracy: str = "exact",
     ):
         super().__init__()
-        for name, value in (("dim", dim), ("codebook_size", codebook_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
-        if not noise_std >= 0:
-            raise ValueError(f"noise_std must be ≥ 0, got {noise_std!r}")
-        if not precision > 0:
-            raise ValueError(f"precision must be > 0, got {precision!r}")
-        if not beta >= 0:
-            raise ValueError(f"beta must be ≥ 0, got {beta!r}")
-        self.dim, self.codebook_size = dim, codebook_size
-        self.noise_std, self.beta = float(noise_std), float(beta)
-        self.straight_through = bool(straight_through)
+        self.dim = check_int("dim", dim)
+        self.codebook_size = check_int("codebook_size", codebook_size)
+        self.noise_std = check_real("noise_std", noise_std, minimum=0.0)
+        precision = check_real("precision", precision, minimum=0.0, open_minimum=True)
+        # s is kept as log s in float32 and exponentiated there: it must come back finite and > 0.
+        log_precision = torch.tensor(math.log(precision))
+        if not 0.0 < float(log_precision.exp()) < math.inf:
+            raise ValueError(f"precision must be within float32's normal range, got {precision!r}")
+        self.beta = check_real("beta", beta, minimum=0.0)
+        learn_precision = check_bool("learn_precision", learn_precision)
+        self.straight_through = check_bool("straight_through", straight_through)
         check_choice("accuracy", accuracy, ACCURACIES)
         self.accuracy = accuracy
         self.codebook = nn.Parameter(torch.randn(codebook_size, dim))
-        log_precision = torch.tensor(math.log(precision))
         if learn_precision:
             self.log_precision = nn.Parameter(log_precision)
         else:
@@ -94,6 +99,8 @@ class SoftVectorQuantizer(nn.Module):
         if hard and not self.training:
             indices, _ = nearest_centroid(z, self.codebook.detach())
             z_hat = self.codebook[indices].to(z.dtype)
+            # nearest_centroid gives a NaN row index 0: its output must stay NaN, not a codeword.
+            z_hat = torch.where(torch.isfinite(z).all(-1, keepdim=True), z_hat, float("nan"))
         else:
             noisy = z
             if self.training and self.noise_std > 0:
@@ -115,5 +122,8 @@ class SoftVectorQuantizer(nn.Module):
         if isinstance(s, torch.Tensor) and s.numel() > 1:  # a per-sample precision: its rows
             s = s.reshape(n, -1)[rows]
         _, probs = soft_quantize(flat[rows].float(), self.codebook.float(), s, return_probs=True)
-        usage = probs.mean(0, dtype=torch.float64)
+        # Rows whose posterior is not finite (a NaN/inf in z or in their precision) are left out.
+        usable = torch.isfinite(probs).all(1, keepdim=True)
+        probs = torch.where(usable, probs.double(), 0.0)
+        usage = probs.sum(0) / usable.sum().clamp_min(1)
         return torch.exp(-(usage * usage.clamp_min(1e-10).log()).sum()).float()
