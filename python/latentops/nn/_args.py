@@ -17,10 +17,11 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def _is_bool(value) -> bool:
-    # numpy.bool_ is no subclass of bool; a bool tensor has __index__.
+    # numpy's bool (numpy.bool_) is no subclass of bool; a bool tensor has __index__.
+    kind = type(value)
     return (
         isinstance(value, bool)
-        or type(value).__name__ == "bool_"
+        or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"))
         or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
     )
 

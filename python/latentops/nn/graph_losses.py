@@ -1,7 +1,14 @@
 """Latent-geometry losses on the graph ops: graph knowledge distillation (Lassance et al., ICASSP
 2020), the Laplacian Networks smoothness-variation regularizer (Lassance, Gripon, Ortega) and a
 label-geometry target for the output layer. Every layer's graph comes from one call of the ops
-(one kernel launch per stage for all layers)."""
+(one kernel launch per stage for all layers).
+
+Non-finite inputs: a NaN or ±inf anywhere in a loss's inputs (representations, teacher, float
+labels) makes the loss NaN, on every backend. These losses have no state, so nothing is poisoned
+beyond the step; a NaN loss is what a finite-loss check (or a GradScaler) needs to skip it. No row
+is dropped silently: a graph without one of its nodes is another graph. The check is explicit
+(one reduction per input, no host sync) because a kernel may read a NaN similarity as 0 and
+return a finite, wrong loss; the gradients of such a step are not guaranteed finite."""
 
 from __future__ import annotations
 
@@ -58,7 +65,8 @@ class GraphDistillationLoss(_GraphOptions):
     its own, so the student is asked to match the teacher's neighbourhoods' weights.
 
     forward(student, teacher): each a tensor (n, ...) or a list of L layers' (n, ...) tensors
-    (same n across both lists; widths may differ between student and teacher)."""
+    (same n across both lists; widths may differ between student and teacher).
+    A NaN/±inf in any input makes the loss NaN (see the module docstring)."""
 
     def __init__(
         self,
@@ -110,7 +118,14 @@ class GraphDistillationLoss(_GraphOptions):
         diff = (a_t.to(a_s.dtype) - a_s).square().sum((1, 2))
         if self.reduction == "mean":
             diff = diff / max(a_s.shape[-1] ** 2, 1)
-        return diff.sum()
+        return _nan_unless_finite(diff.sum(), student, teacher)
+
+
+def _nan_unless_finite(loss: torch.Tensor, *inputs) -> torch.Tensor:
+    """loss, or NaN when any value of the inputs (tensors or lists of them) is not finite."""
+    tensors = [t for x in inputs for t in (x if isinstance(x, (list, tuple)) else [x])]
+    finite = torch.stack([torch.isfinite(t).all() for t in tensors if isinstance(t, torch.Tensor)]).all()
+    return torch.where(finite, loss, float("nan"))
 
 
 def _knn_mask(w: torch.Tensor, k: int, symmetrize: str) -> torch.Tensor:
@@ -127,7 +142,8 @@ class SmoothnessVariationLoss(_GraphOptions):
     s_l = tr(Yᵀ L_l^m Y) the label smoothness on layer l's similarity graph (0 for one layer).
 
     forward(layers, labels): layers a list of L (n, ...) tensors (or (L, n, d)); labels (n, C)
-    float, or (n,) integer classes (num_classes fixed at construction for torch.compile)."""
+    float, or (n,) integer classes (num_classes fixed at construction for torch.compile).
+    A NaN/±inf in any input makes the loss NaN (see the module docstring)."""
 
     def __init__(
         self,
@@ -164,8 +180,8 @@ class SmoothnessVariationLoss(_GraphOptions):
     def forward(self, layers, labels) -> torch.Tensor:
         s = self.smoothness(layers, labels)
         if s.numel() < 2:
-            return s.sum() * 0.0
-        return (s[1:] - s[:-1]).abs().mean()
+            return _nan_unless_finite(s.sum() * 0.0, layers, labels)
+        return _nan_unless_finite((s[1:] - s[:-1]).abs().mean(), layers, labels)
 
 
 class GeometryTargetLoss(_GraphOptions):
@@ -173,7 +189,8 @@ class GeometryTargetLoss(_GraphOptions):
     cosine graph of the label vectors, 1 between examples of one class and 0 elsewhere for one-hot
     labels (soft labels: the cosine of their label distributions), normalized like Â(output).
 
-    forward(output (n, ...), labels (n, C) float / (n,) integer)."""
+    forward(output (n, ...), labels (n, C) float / (n,) integer).
+    A NaN/±inf in any input makes the loss NaN (see the module docstring)."""
 
     def __init__(
         self,
@@ -204,4 +221,4 @@ class GeometryTargetLoss(_GraphOptions):
                 y, metric="cosine", relu=True, normalize=self.normalize, backend=self.backend
             )
         diff = (a - target.to(a.dtype)).square().sum()
-        return diff / max(n * n, 1) if self.reduction == "mean" else diff
+        return _nan_unless_finite(diff / max(n * n, 1) if self.reduction == "mean" else diff, output, labels)
