@@ -99,13 +99,14 @@ class SoftVectorQuantizer(nn.Module):
         if hard and not self.training:
             indices, _ = nearest_centroid(z, self.codebook.detach())
             z_hat = self.codebook[indices].to(z.dtype)
-            # nearest_centroid gives a NaN row index 0: its output must stay NaN, not a codeword.
-            z_hat = torch.where(torch.isfinite(z).all(-1, keepdim=True), z_hat, float("nan"))
         else:
             noisy = z
             if self.training and self.noise_std > 0:
                 noisy = z + self.noise_std * torch.randn_like(z)
             z_hat = soft_quantize(noisy, self.codebook, s, accuracy=self.accuracy)
+        # A row without a posterior is NaN whatever the backend makes of it (nearest_centroid
+        # gives it index 0; a kernel may return a codeword): never a value that looks valid.
+        z_hat = torch.where(_finite_rows(z, None if hard and not self.training else s), z_hat, float("nan"))
         loss = (z_hat.float() - z.detach().float()).square().mean() + self.beta * (
             z_hat.detach().float() - z.float()
         ).square().mean()
@@ -127,3 +128,14 @@ class SoftVectorQuantizer(nn.Module):
         probs = torch.where(usable, probs.double(), 0.0)
         usage = probs.sum(0) / usable.sum().clamp_min(1)
         return torch.exp(-(usage * usage.clamp_min(1e-10).log()).sum()).float()
+
+
+def _finite_rows(z: torch.Tensor, s) -> torch.Tensor:
+    """(..., 1) bool: z's row and its precision (a scalar, or one row of (N, ·) / (..., ·)) finite."""
+    finite = torch.isfinite(z).all(-1, keepdim=True)
+    if not isinstance(s, torch.Tensor) or s.numel() == 0:
+        return finite
+    if s.numel() == 1:
+        return finite & torch.isfinite(s.detach()).reshape(())
+    # per-sample (soft_quantize checked that its rows match z's)
+    return finite & torch.isfinite(s.detach()).reshape(finite.numel(), -1).all(1).reshape(finite.shape)
