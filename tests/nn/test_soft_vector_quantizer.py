@@ -120,3 +120,16 @@ def test_empty_batch(gen):
     out = svq(z)
     assert out.quantized.shape == z.shape and out.perplexity.item() == 1.0
     assert not torch.isfinite(out.loss) or out.loss.item() == 0.0  # a mean over nothing
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (1, 1, 3), (0, 3), (2, 1, 3)])
+def test_per_sample_precision_of_any_batch(shape, gen):
+    # A single vector's (1, 1, 1) precision was passed whole to the perplexity's (1, D) rows: refused.
+    svq = SoftVectorQuantizer(3, 4)
+    z = torch.randn(shape, generator=gen)
+    head = torch.rand(*shape[:-1], 1, generator=gen) + 0.5
+    out = svq(z, precision=head)
+    flat = z.reshape(-1, 3)
+    expected = latentops.soft_quantize(flat, svq.codebook, head.reshape(-1, 1)).reshape(shape)
+    torch.testing.assert_close(out.quantized, expected)
+    assert torch.isfinite(out.perplexity)

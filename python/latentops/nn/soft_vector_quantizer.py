@@ -35,8 +35,8 @@ class SoftVectorQuantizer(nn.Module):
         precision: s = 1/σ² of the Gaussian likelihood (a float; or pass a tensor to forward).
         learn_precision: learn log s as a parameter.
         beta: weight of the commitment term: loss = mean ‖ẑ − sg(z)‖² + beta · mean ‖sg(ẑ) − z‖².
-        straight_through: the decoder gets z + sg(ẑ − z) (as the authors' code does) instead of ẑ
-            with its full gradient.
+        straight_through: the decoder gets z + sg(ẑ − z) (as the authors' code does: ẑ in value,
+            exactly, with the identity gradient to z) instead of ẑ with its full gradient.
         accuracy: "exact" or "fast" (tf32 tensor cores on GPUs), as for latentops.soft_quantize.
 
     forward(z, precision=None, hard=False) -> SoftVQOutput(quantized, loss, perplexity):
@@ -110,7 +110,9 @@ class SoftVectorQuantizer(nn.Module):
         loss = (z_hat.float() - z.detach().float()).square().mean() + self.beta * (
             z_hat.detach().float() - z.float()
         ).square().mean()
-        quantized = z + (z_hat - z).detach() if self.straight_through else z_hat
+        # ẑ + (z − sg(z)) rather than z + sg(ẑ − z): the value is ẑ exactly, the gradient to z the
+        # identity.
+        quantized = z_hat.detach() + (z - z.detach()) if self.straight_through else z_hat
         return SoftVQOutput(quantized, loss, self._perplexity(z, s))
 
     @torch.no_grad()
@@ -120,22 +122,36 @@ class SoftVectorQuantizer(nn.Module):
         if n == 0:
             return torch.ones((), device=z.device)
         rows = torch.arange(0, n, max(1, n // _PERPLEXITY_ROWS), device=z.device)[:_PERPLEXITY_ROWS]
-        if isinstance(s, torch.Tensor) and s.numel() > 1:  # a per-sample precision: its rows
-            s = s.reshape(n, -1)[rows]
+        per_row = _per_row(s, z)
+        if per_row is not None:  # a per-sample precision: the chosen rows' own
+            s = per_row[rows]
         _, probs = soft_quantize(flat[rows].float(), self.codebook.float(), s, return_probs=True)
-        # Rows whose posterior is not finite (a NaN/inf in z or in their precision) are left out.
-        usable = torch.isfinite(probs).all(1, keepdim=True)
+        # Rows without a posterior (a NaN/inf in z or in their precision) are left out, whatever
+        # a kernel made of them.
+        usable = torch.isfinite(probs).all(1, keepdim=True) & _finite_rows(flat[rows], s)
         probs = torch.where(usable, probs.double(), 0.0)
         usage = probs.sum(0) / usable.sum().clamp_min(1)
         return torch.exp(-(usage * usage.clamp_min(1e-10).log()).sum()).float()
 
 
+def _per_row(s, z: torch.Tensor) -> torch.Tensor | None:
+    """A per-sample precision, (N, 1) / (..., 1) or (N, K) / (..., K), as (N, ·) rows; None for a
+    float or a shared one ((), (1,), (1, 1), (1, K), (K,)). For a single vector both readings
+    give the same rows."""
+    if not isinstance(s, torch.Tensor) or s.dim() < 2:
+        return None
+    n = z.numel() // z.shape[-1]
+    if s.shape[:-1] == z.shape[:-1] or (s.dim() == 2 and s.shape[0] == n):
+        return s.reshape(n, s.shape[-1])  # not -1: n may be 0
+    return None
+
+
 def _finite_rows(z: torch.Tensor, s) -> torch.Tensor:
-    """(..., 1) bool: z's row and its precision (a scalar, or one row of (N, ·) / (..., ·)) finite."""
+    """(..., 1) bool: z's row and its precision (its own row of a per-sample one) finite."""
     finite = torch.isfinite(z).all(-1, keepdim=True)
-    if not isinstance(s, torch.Tensor) or s.numel() == 0:
+    if not isinstance(s, torch.Tensor):
         return finite
-    if s.numel() == 1:
-        return finite & torch.isfinite(s.detach()).reshape(())
-    # per-sample (soft_quantize checked that its rows match z's)
-    return finite & torch.isfinite(s.detach()).reshape(finite.numel(), -1).all(1).reshape(finite.shape)
+    per_row = _per_row(s, z)
+    if per_row is None:  # shared by every row
+        return finite & torch.isfinite(s.detach()).all()
+    return finite & torch.isfinite(per_row.detach()).all(1).reshape(finite.shape)
