@@ -262,6 +262,12 @@ def _normalized(w, mode):
     return w * inv.unsqueeze(1) if mode == "rw" else w
 
 
+def _cancelling(w) -> bool:
+    """Some row sum of w is far smaller than the sum of its weights' sizes (it cancels)."""
+    size = w.abs().sum(1)
+    return bool(((w.sum(1).abs() < 1e-3 * size) & (size > 0)).any())
+
+
 def _smoothness(w, y, mode, power):
     w = w - torch.diag(torch.diag(w))
     d = w.sum(1)
@@ -325,15 +331,13 @@ def test_graph_losses_fuzzed(
     }
     for name, loss in losses.items():
         assert loss.shape == () and loss.dtype == dtype, name
-        if bad is not None and n > 0:
-            assert torch.isnan(loss), name
-        else:
-            assert torch.isfinite(loss), name
-    if bad is not None and n > 0:
+        assert torch.isnan(loss) if bad is not None else not torch.isnan(loss), name
+    if bad is not None:
         return
 
     # The same losses from the formulas.
     expected, divisor = {"distill": 0.0}, max(n * n, 1) if reduction == "mean" else 1
+    normalized_graphs = []
     for s, t in zip(student, teacher):
         w_s, w_t = _similarity(s, metric, sigma, relu), _similarity(t, metric, sigma, relu)
         if teacher_mask:
@@ -342,12 +346,15 @@ def test_graph_losses_fuzzed(
                 event("near tie in a teacher mask: values not compared")
                 return
             mask = mask if symmetrize == "none" else mask | mask.T
-            a_s, a_t = _normalized(w_s * mask, normalize), _normalized(w_t * mask, normalize)
+            a_s, a_t = w_s * mask, w_t * mask
+            normalized_graphs += [a_s, a_t]
+            a_s, a_t = _normalized(a_s, normalize), _normalized(a_t, normalize)
         else:
             a_s, a_t = _sparsified(w_s, k, symmetrize), _sparsified(w_t, k, symmetrize)
             if a_s is None or a_t is None:
                 event("near tie in a k-NN graph: values not compared")
                 return
+            normalized_graphs += [a_s, a_t]
             a_s, a_t = _normalized(a_s, normalize), _normalized(a_t, normalize)
         p_s, p_t = torch.linalg.matrix_power(a_s, power), torch.linalg.matrix_power(a_t, power)
         expected["distill"] += (p_t - p_s).square().sum().item() / divisor
@@ -359,6 +366,14 @@ def test_graph_losses_fuzzed(
     expected["variation"] = smooth.diff().abs().mean().item() if len(graphs) > 1 else 0.0
     goal = _normalized(_similarity(y, "cosine", 1.0, True), normalize)
     expected["target"] = (_normalized(graphs[-1], normalize) - goal).square().sum().item() / divisor
+    if normalize in ("sym", "rw") and any(_cancelling(w) for w in normalized_graphs + graphs):
+        # Signed weights (cosine without ReLU) whose row sum cancels to ~0: float32 leaves a
+        # rounding residue where the exact degree is 0, and D^(-1/2) of it is huge. Ill-posed, not
+        # a module's fault: only the NaN policy above is checked.
+        event("a degree cancels to ~0: values not compared")
+        return
+    for name, loss in losses.items():
+        assert torch.isfinite(loss), name
     # Absolute errors follow the size of what is subtracted: graph entries (≤ 1 after
     # normalization, ≤ n^power before) and, for the variation, the smoothness values.
     magnitude = {"distill": float(max(n, 1) ** power), "target": 1.0}

@@ -233,13 +233,13 @@ class VectorQuantizer(nn.Module):
         if n > 0:
             # The r-th finite row, r uniform in [0, m): searchsorted on the running count of finite
             # rows finds it without reading m on the host. With m = 0 the pick is a non-finite row,
-            # which the `usable` test below refuses.
+            # which the finiteness test below refuses.
             running = finite.cumsum(0)
             m = running[-1]
             r = (torch.rand(self.codebook_size, device=flat32.device) * m).long().clamp_max(m - 1).clamp_min(0)
             picks = torch.searchsorted(running, r + 1).clamp_max(n - 1)
             candidates = flat32[picks].to(self.codebook.dtype)
-        else:  # an empty batch offers its codes themselves, which the `usable` test refuses
+        else:  # an empty batch offers nothing (still joins the broadcast): NaN rows, refused below
             candidates = torch.full_like(self.codebook, float("nan"))
         if distributed:
             dist.broadcast(candidates, src=0)  # rank 0's batch supplies the replacements
