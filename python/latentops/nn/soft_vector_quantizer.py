@@ -72,7 +72,9 @@ class SoftVectorQuantizer(nn.Module):
         # s is kept as log s in float32 and exponentiated there: it must come back finite and > 0.
         log_precision = torch.tensor(math.log(precision))
         if not 0.0 < float(log_precision.exp()) < math.inf:
-            raise ValueError(f"precision must be within float32's normal range, got {precision!r}")
+            raise ValueError(
+                f"precision must lie within float32's range (s is kept as log s in float32), got {precision!r}"
+            )
         self.beta = check_real("beta", beta, minimum=0.0)
         learn_precision = check_bool("learn_precision", learn_precision)
         self.straight_through = check_bool("straight_through", straight_through)

@@ -42,7 +42,7 @@ class VectorQuantizer(nn.Module):
         eps: Laplace smoothing constant of the EMA cluster sizes.
         dead_code_threshold: in training mode, codes whose usage (the EMA of their per-batch
             assignment count; decay ema_decay, or 0.99 with ema_decay=None) falls below this are
-            replaced by random vectors of the current batch, and their usage is reset to the
+            replaced by random finite vectors of the current batch, and their usage is reset to the
             threshold. 0 disables it.
         kmeans_init: on the first training forward, set the codebook to latentops.kmeans of that
             batch (flattened; with fewer vectors than codes, the rest are random batch vectors).
