@@ -1,5 +1,6 @@
 """latentops.nn graph losses against their definitions written with the float64 reference."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,82 @@ def test_geometry_target_loss(backend, gen):
     torch.testing.assert_close(loss.double(), expected, rtol=1e-4, atol=1e-6)
     loss.backward()
     assert out.grad is not None and out.grad.abs().sum() > 0
+
+
+LOSSES = [GraphDistillationLoss, SmoothnessVariationLoss, GeometryTargetLoss]
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(backend="foo"), ValueError, "backend"),  # issue 10: refused only at forward
+        (dict(backend=1), ValueError, "backend"),
+        (dict(k=0), ValueError, "k"),
+        (dict(k=True), TypeError, "k"),
+        (dict(k=2.0), TypeError, "k"),
+        (dict(metric="dot"), ValueError, "metric"),
+        (dict(sigma=0.0), ValueError, "sigma"),
+        (dict(sigma=INF), ValueError, "sigma"),
+        (dict(sigma=NAN), ValueError, "sigma"),
+        (dict(sigma="1"), TypeError, "sigma"),
+        (dict(relu="no"), TypeError, "relu"),
+        (dict(relu=None), TypeError, "relu"),
+        (dict(symmetrize="max"), ValueError, "symmetrize"),
+        (dict(normalize="l2"), ValueError, "normalize"),
+    ],
+)
+def test_bad_graph_options_are_refused_at_construction(loss_class, kwargs, error, name):
+    with pytest.raises(error, match=name):
+        loss_class(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "loss_class, kwargs, error, name",
+    [
+        (SmoothnessVariationLoss, dict(power=0), ValueError, "power"),  # issue 10: accepted
+        (SmoothnessVariationLoss, dict(power=1.5), TypeError, "power"),
+        (SmoothnessVariationLoss, dict(num_classes=-1), ValueError, "num_classes"),
+        (SmoothnessVariationLoss, dict(num_classes=True), TypeError, "num_classes"),
+        (GeometryTargetLoss, dict(num_classes=0), ValueError, "num_classes"),
+        (GeometryTargetLoss, dict(reduction="max"), ValueError, "reduction"),
+        (GraphDistillationLoss, dict(power=-2), ValueError, "power"),
+        (GraphDistillationLoss, dict(power=False), TypeError, "power"),
+        (GraphDistillationLoss, dict(reduction=None), ValueError, "reduction"),
+        (GraphDistillationLoss, dict(k=3, teacher_mask="yes"), TypeError, "teacher_mask"),
+    ],
+)
+def test_bad_loss_arguments_name_the_argument(loss_class, kwargs, error, name):
+    with pytest.raises(error, match=name):
+        loss_class(**kwargs)
+
+
+def test_numpy_and_torch_integers_are_ints():
+    module = SmoothnessVariationLoss(k=np.int64(3), power=torch.tensor(2), num_classes=np.int32(4), sigma=np.float32(2))
+    assert (module.k, module.power, module.num_classes) == (3, 2, 4)
+    assert all(type(v) is int for v in (module.k, module.power, module.num_classes))
+    assert GraphDistillationLoss(k=np.uint8(2), power=np.int16(2), teacher_mask=np.bool_(True)).teacher_mask is True
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the Triton interpreter's NaN arithmetic
+@pytest.mark.parametrize("backend", ["cpu", "torch", "triton"])
+@pytest.mark.parametrize("where, bad", [("student", NAN), ("student", INF), ("teacher", -INF), ("labels", NAN)])
+def test_non_finite_inputs_make_every_loss_nan(backend, bad, where, gen):
+    # Without the explicit check the Triton backend read NaN similarities as 0: finite, wrong losses.
+    n = 7
+    x = torch.randn(n, 5, generator=gen)
+    t = torch.randn(n, 2, 3, generator=gen)
+    y = torch.softmax(torch.randn(n, 3, generator=gen), 1)
+    {"student": x, "teacher": t, "labels": y}[where].view(-1)[4] = bad
+    x.requires_grad_(True)
+    for kw in [dict(), dict(k=3, normalize="sym", metric="gaussian")]:
+        cases = [  # (loss, the inputs it reads)
+            (GraphDistillationLoss(backend=backend, **kw)(x, t), ("student", "teacher")),
+            (SmoothnessVariationLoss(backend=backend, **kw)([x, t], y), ("student", "teacher", "labels")),
+            (SmoothnessVariationLoss(backend=backend, **kw)([x], y), ("student", "labels")),  # 0, or NaN
+            (GeometryTargetLoss(backend=backend, **kw)(x, y), ("student", "labels")),
+        ]
+        for loss, reads in cases:
+            assert torch.isnan(loss) if where in reads else torch.isfinite(loss), (kw, reads, loss)
+        sum(loss for loss, _ in cases).backward()  # no error; the step's gradients are not to be used

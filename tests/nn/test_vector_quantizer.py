@@ -1,5 +1,6 @@
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -257,16 +258,39 @@ def test_compiles_in_eval_mode():
     torch.testing.assert_close(out.perplexity, ref.perplexity)
 
 
+INF, NAN = float("inf"), float("nan")
+
+
 @pytest.mark.parametrize(
     "kwargs, error, name",
     [
         (dict(dim=0), ValueError, "dim"),
+        (dict(dim=-3), ValueError, "dim"),
+        (dict(dim=True), TypeError, "dim"),
+        (dict(dim=4.0), TypeError, "dim"),
         (dict(codebook_size=0), ValueError, "codebook_size"),
-        (dict(codebook_size=2.5), ValueError, "codebook_size"),
+        (dict(codebook_size=2.5), TypeError, "codebook_size"),
+        (dict(codebook_size="8"), TypeError, "codebook_size"),
+        (dict(kmeans_iters=0), ValueError, "kmeans_iters"),
+        (dict(kmeans_iters=False), TypeError, "kmeans_iters"),
         (dict(beta=-1.0), ValueError, "beta"),
+        (dict(beta="x"), TypeError, "beta"),  # issue 10: an unnamed TypeError from `>=`
+        (dict(beta=INF), ValueError, "beta"),  # issue 10: accepted
+        (dict(beta=NAN), ValueError, "beta"),
+        (dict(beta=None), TypeError, "beta"),
         (dict(ema_decay=1.0), ValueError, "ema_decay"),
+        (dict(ema_decay=-0.1), ValueError, "ema_decay"),
+        (dict(ema_decay=NAN), ValueError, "ema_decay"),
+        (dict(ema_decay="0.9"), TypeError, "ema_decay"),
         (dict(eps=0.0), ValueError, "eps"),
+        (dict(eps=INF), ValueError, "eps"),  # issue 10: accepted
+        (dict(eps=1e300), ValueError, "eps"),  # overflows the float32 state
         (dict(dead_code_threshold=-1.0), ValueError, "dead_code_threshold"),
+        (dict(dead_code_threshold=INF), ValueError, "dead_code_threshold"),  # issue 10: accepted
+        (dict(dead_code_threshold=NAN), ValueError, "dead_code_threshold"),
+        (dict(kmeans_init="yes"), TypeError, "kmeans_init"),
+        (dict(kmeans_init=1), TypeError, "kmeans_init"),
+        (dict(sync_distributed=None), TypeError, "sync_distributed"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, error, name):
@@ -274,6 +298,138 @@ def test_bad_constructor_arguments(kwargs, error, name):
     args.update(kwargs)
     with pytest.raises(error, match=name):
         VectorQuantizer(args.pop("dim"), args.pop("codebook_size"), **args)
+
+
+def test_integer_scalars_of_numpy_and_torch_are_ints():
+    vq = VectorQuantizer(np.int64(4), torch.tensor(8), kmeans_iters=np.int32(3), beta=np.float32(0.5), eps=1)
+    assert (vq.dim, vq.codebook_size, vq.kmeans_iters) == (4, 8, 3)
+    assert all(type(v) is int for v in (vq.dim, vq.codebook_size, vq.kmeans_iters))
+    assert vq.codebook.shape == (8, 4) and vq.beta == 0.5 and vq.eps == 1.0
+    assert vq(torch.randn(5, 4)).quantized.shape == (5, 4)
+
+
+# -- non-finite inputs and empty batches (issue 10, finding 5) -----------------------------------
+
+
+def _finite_state(vq) -> bool:
+    return all(torch.isfinite(t).all() for name, t in vq.state_dict().items() if t.is_floating_point())
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.5, 0.99, None])
+@pytest.mark.parametrize("dead_code_threshold", [0.0, 2.0])
+def test_empty_batch_leaves_the_state_alone(ema_decay, dead_code_threshold):
+    # issue 10: with ema_decay=0.0 an empty batch turned every code into NaN (0 / 0).
+    vq = VectorQuantizer(3, 5, ema_decay=ema_decay, dead_code_threshold=dead_code_threshold)
+    vq(torch.randn(40, 3))
+    before = _buffers(vq)
+    for shape in [(0, 3), (2, 0, 3)]:
+        out = vq(torch.randn(shape))
+        assert out.quantized.shape == shape and out.loss.item() == 0.0 and out.perplexity.item() == 1.0
+    for name, t in vq.state_dict().items():
+        assert torch.equal(t, before[name]), name
+    assert _finite_state(vq)
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9, None])
+@pytest.mark.parametrize("bad", [NAN, INF, -INF])
+def test_non_finite_rows_are_returned_but_never_reach_the_codebook(ema_decay, bad):
+    torch.manual_seed(0)
+    a = VectorQuantizer(4, 6, ema_decay=ema_decay, dead_code_threshold=1.5)
+    b = copy.deepcopy(a)
+    z = torch.randn(3, 9, 4)
+    z[0, 2, 1] = bad
+    z[2, 5] = bad
+    finite = torch.isfinite(z).all(-1)
+    codebook = a.codebook.detach().clone()
+    zg = z.clone().requires_grad_(True)
+    torch.manual_seed(1)
+    out = a(zg)
+    # Outputs: codewords for finite rows, NaN for the others, a non-finite loss to skip the step.
+    assert torch.equal(out.quantized[finite], codebook[out.indices[finite]])
+    assert torch.isnan(out.quantized[~finite]).all()
+    assert not torch.isfinite(out.loss)
+    # The state is the one a batch of only the finite rows gives (same draws for dead codes).
+    torch.manual_seed(1)
+    ref = b(z[finite])
+    for name, t in a.state_dict().items():
+        torch.testing.assert_close(t, b.state_dict()[name], rtol=1e-6, atol=1e-6, msg=name)
+    assert _finite_state(a)
+    assert out.perplexity == ref.perplexity
+    if ema_decay is None:  # the codebook's gradient is the finite rows' only
+        out.loss.backward()
+        ref.loss.backward()
+        assert torch.isfinite(a.codebook.grad).all()
+        torch.testing.assert_close(a.codebook.grad, b.codebook.grad)
+
+
+def test_one_nan_sample_does_not_poison_an_ema_codebook():
+    # The issue's case: after one NaN in an EMA batch, codes stayed NaN for good and dead-code
+    # replacement spread them (150 of 512 codes).
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 512, dead_code_threshold=1.0)
+    for step in range(6):
+        z = torch.randn(256, 8)
+        if step == 1:
+            z[17, 3] = NAN
+        vq(z)
+        assert _finite_state(vq), step
+    assert (vq.cluster_size >= 0).all()
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.99, None])
+def test_dead_codes_never_take_a_non_finite_row(ema_decay):
+    k, d = 8, 3
+    vq = VectorQuantizer(d, k, ema_decay=ema_decay, dead_code_threshold=5.0)
+    before = _buffers(vq)
+    # Only non-finite rows: every code is dead, and none is replaced (nothing finite to take).
+    vq(torch.tensor([[NAN, 0.0, 0.0], [INF, 1.0, 1.0], [0.0, -INF, 2.0]]))
+    for name, t in vq.state_dict().items():
+        assert torch.equal(t, before[name]), name
+    # One finite row among many bad ones: every dead code becomes that row.
+    z = torch.full((50, d), NAN)
+    z[1::2] = INF
+    z[31] = torch.tensor([0.5, -1.5, 2.0])
+    vq(z)
+    assert torch.equal(vq.codebook.detach(), z[31].expand(k, d))
+    assert torch.equal(vq.cluster_size, torch.full((k,), 5.0))
+
+
+def test_eval_mode_non_finite_rows_change_nothing():
+    vq = VectorQuantizer(4, 7, dead_code_threshold=1.0).eval()
+    before = _buffers(vq)
+    z = torch.randn(6, 4)
+    z[1, 0], z[4, 3] = NAN, -INF
+    out = vq(z)
+    finite = torch.isfinite(z).all(1)
+    assert torch.equal(out.quantized[finite], vq.codebook[out.indices[finite]])
+    assert torch.isnan(out.quantized[~finite]).all() and out.indices[1] == 0
+    assert torch.isinf(out.loss) or torch.isnan(out.loss)
+    counts = torch.bincount(out.indices[finite], minlength=7).float() / finite.sum()
+    p = counts[counts > 0]
+    torch.testing.assert_close(out.perplexity, torch.exp(-(p * p.log()).sum()))
+    for name, t in vq.state_dict().items():
+        assert torch.equal(t, before[name]), name
+
+
+@pytest.mark.parametrize("ema_decay", [0.99, None])
+def test_kmeans_init_uses_finite_rows_and_waits_for_them(ema_decay):
+    vq = VectorQuantizer(2, 3, kmeans_init=True, ema_decay=ema_decay)
+    vq(torch.full((5, 2), NAN))
+    assert not vq._initted and not bool(vq.initted)
+    z = torch.randn(40, 2)
+    z[::3, 1] = INF
+    vq(z)
+    assert vq._initted and _finite_state(vq)
+
+
+def test_huge_finite_inputs_keep_the_state_finite():
+    # Sums of float32 values near the limit overflow; such a code keeps its old statistics.
+    vq = VectorQuantizer(2, 3, ema_decay=0.5, dead_code_threshold=0.5, kmeans_init=True)
+    for _ in range(3):
+        codebook = vq.codebook.clone()
+        out = vq(torch.full((20, 2), 3e38) * torch.randn(20, 1).sign())
+        assert _finite_state(vq)
+    assert torch.equal(out.quantized, codebook[out.indices])  # exact even at this scale
 
 
 def test_bad_inputs():

@@ -1,15 +1,23 @@
 """Latent-geometry losses on the graph ops: graph knowledge distillation (Lassance et al., ICASSP
 2020), the Laplacian Networks smoothness-variation regularizer (Lassance, Gripon, Ortega) and a
 label-geometry target for the output layer. Every layer's graph comes from one call of the ops
-(one kernel launch per stage for all layers)."""
+(one kernel launch per stage for all layers).
+
+Non-finite inputs: a NaN or ±inf anywhere in a loss's inputs (representations, teacher, float
+labels) makes the loss NaN, on every backend. These losses have no state, so nothing is poisoned
+beyond the step; a NaN loss is what a finite-loss check (or a GradScaler) needs to skip it. No row
+is dropped silently: a graph without one of its nodes is another graph. The check is explicit
+(one reduction per input, no host sync) because a kernel may read a NaN similarity as 0 and
+return a finite, wrong loss; the gradients of such a step are not guaranteed finite."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from latentops import _backend
+from latentops.nn._args import check_bool, check_choice, check_int, check_real
 from latentops.ops import graph as graph_ops
-from latentops.ops.checks import check_choice, check_int
 from latentops.ops.graph_inputs import check_graph_options, label_matrix
 
 
@@ -22,9 +30,17 @@ def _as_layers(x, name: str) -> list[torch.Tensor]:
 
 
 class _GraphOptions(nn.Module):
+    """The graph options every loss shares, checked at construction (a bad one would otherwise
+    surface only at the first forward, or not at all)."""
+
     def __init__(self, k, metric, sigma, relu, symmetrize, normalize, backend):
         super().__init__()
+        k = check_int("k", k, optional=True)
+        sigma = check_real("sigma", sigma, minimum=0.0, open_minimum=True)
         check_graph_options(k, metric, sigma, symmetrize, normalize)
+        relu = check_bool("relu", relu)
+        # Which backends can run is known only per call (device, dtype); the name is known now.
+        check_choice("backend", backend, _backend.BACKEND_NAMES, optional=True)
         self.k, self.metric, self.sigma, self.relu = k, metric, sigma, relu
         self.symmetrize, self.normalize, self.backend = symmetrize, normalize, backend
 
@@ -49,7 +65,8 @@ class GraphDistillationLoss(_GraphOptions):
     its own, so the student is asked to match the teacher's neighbourhoods' weights.
 
     forward(student, teacher): each a tensor (n, ...) or a list of L layers' (n, ...) tensors
-    (same n across both lists; widths may differ between student and teacher)."""
+    (same n across both lists; widths may differ between student and teacher).
+    A NaN/±inf in any input makes the loss NaN (see the module docstring)."""
 
     def __init__(
         self,
@@ -66,8 +83,9 @@ class GraphDistillationLoss(_GraphOptions):
         backend: str | None = None,
     ):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
-        check_int("power", power)
+        power = check_int("power", power)
         check_choice("reduction", reduction, ("sum", "mean"))
+        teacher_mask = check_bool("teacher_mask", teacher_mask)
         if teacher_mask and k is None:
             raise ValueError("teacher_mask=True needs k (the teacher's k-NN graph gives the mask)")
         self.power, self.teacher_mask, self.reduction = power, teacher_mask, reduction
@@ -100,7 +118,14 @@ class GraphDistillationLoss(_GraphOptions):
         diff = (a_t.to(a_s.dtype) - a_s).square().sum((1, 2))
         if self.reduction == "mean":
             diff = diff / max(a_s.shape[-1] ** 2, 1)
-        return diff.sum()
+        return _nan_unless_finite(diff.sum(), student, teacher)
+
+
+def _nan_unless_finite(loss: torch.Tensor, *inputs) -> torch.Tensor:
+    """loss, or NaN when any value of the inputs (tensors or lists of them) is not finite."""
+    tensors = [t for x in inputs for t in (x if isinstance(x, (list, tuple)) else [x])]
+    finite = torch.stack([torch.isfinite(t).all() for t in tensors if isinstance(t, torch.Tensor)]).all()
+    return torch.where(finite, loss, float("nan"))
 
 
 def _knn_mask(w: torch.Tensor, k: int, symmetrize: str) -> torch.Tensor:
@@ -117,7 +142,8 @@ class SmoothnessVariationLoss(_GraphOptions):
     s_l = tr(Yᵀ L_l^m Y) the label smoothness on layer l's similarity graph (0 for one layer).
 
     forward(layers, labels): layers a list of L (n, ...) tensors (or (L, n, d)); labels (n, C)
-    float, or (n,) integer classes (num_classes fixed at construction for torch.compile)."""
+    float, or (n,) integer classes (num_classes fixed at construction for torch.compile).
+    A NaN/±inf in any input makes the loss NaN (see the module docstring)."""
 
     def __init__(
         self,
@@ -133,7 +159,8 @@ class SmoothnessVariationLoss(_GraphOptions):
         backend: str | None = None,
     ):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
-        self.power, self.num_classes = power, num_classes
+        self.power = check_int("power", power)
+        self.num_classes = check_int("num_classes", num_classes, optional=True)
 
     def smoothness(self, layers, labels) -> torch.Tensor:
         """s_l for every layer, (L,)."""
@@ -153,8 +180,8 @@ class SmoothnessVariationLoss(_GraphOptions):
     def forward(self, layers, labels) -> torch.Tensor:
         s = self.smoothness(layers, labels)
         if s.numel() < 2:
-            return s.sum() * 0.0
-        return (s[1:] - s[:-1]).abs().mean()
+            return _nan_unless_finite(s.sum() * 0.0, layers, labels)
+        return _nan_unless_finite((s[1:] - s[:-1]).abs().mean(), layers, labels)
 
 
 class GeometryTargetLoss(_GraphOptions):
@@ -162,7 +189,8 @@ class GeometryTargetLoss(_GraphOptions):
     cosine graph of the label vectors, 1 between examples of one class and 0 elsewhere for one-hot
     labels (soft labels: the cosine of their label distributions), normalized like Â(output).
 
-    forward(output (n, ...), labels (n, C) float / (n,) integer)."""
+    forward(output (n, ...), labels (n, C) float / (n,) integer).
+    A NaN/±inf in any input makes the loss NaN (see the module docstring)."""
 
     def __init__(
         self,
@@ -179,7 +207,8 @@ class GeometryTargetLoss(_GraphOptions):
     ):
         super().__init__(k, metric, sigma, relu, symmetrize, normalize, backend)
         check_choice("reduction", reduction, ("sum", "mean"))
-        self.num_classes, self.reduction = num_classes, reduction
+        self.num_classes = check_int("num_classes", num_classes, optional=True)
+        self.reduction = reduction
 
     def forward(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if isinstance(output, torch.Tensor) and output.dim() > 2:
@@ -192,4 +221,4 @@ class GeometryTargetLoss(_GraphOptions):
                 y, metric="cosine", relu=True, normalize=self.normalize, backend=self.backend
             )
         diff = (a - target.to(a.dtype)).square().sum()
-        return diff / max(n * n, 1) if self.reduction == "mean" else diff
+        return _nan_unless_finite(diff / max(n * n, 1) if self.reduction == "mean" else diff, output, labels)

@@ -9,8 +9,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from latentops.nn._args import check_bool, check_choice, check_int, check_real
 from latentops.ops import nearest_centroid, soft_quantize
-from latentops.ops.checks import ACCURACIES, check_choice
+from latentops.ops.checks import ACCURACIES
 
 _PERPLEXITY_ROWS = 4096
 
@@ -34,8 +35,8 @@ class SoftVectorQuantizer(nn.Module):
         precision: s = 1/σ² of the Gaussian likelihood (a float; or pass a tensor to forward).
         learn_precision: learn log s as a parameter.
         beta: weight of the commitment term: loss = mean ‖ẑ − sg(z)‖² + beta · mean ‖sg(ẑ) − z‖².
-        straight_through: the decoder gets z + sg(ẑ − z) (as the authors' code does) instead of ẑ
-            with its full gradient.
+        straight_through: the decoder gets z + sg(ẑ − z) (as the authors' code does: ẑ in value,
+            exactly, with the identity gradient to z) instead of ẑ with its full gradient.
         accuracy: "exact" or "fast" (tf32 tensor cores on GPUs), as for latentops.soft_quantize.
 
     forward(z, precision=None, hard=False) -> SoftVQOutput(quantized, loss, perplexity):
@@ -43,6 +44,12 @@ class SoftVectorQuantizer(nn.Module):
             (..., 1) or (N, K) / (..., K), overriding the module's. hard=True in eval mode returns
             the nearest codeword instead of the posterior mean. The perplexity is estimated from the
             posteriors of at most 4096 of the batch's vectors, without an N×K matrix.
+
+    Non-finite inputs: a row of z with a NaN or ±inf (or a non-finite per-sample precision) has
+    no posterior: its quantized row is NaN (hard=True included, where nearest_centroid alone
+    would give it codeword 0), the other rows are unaffected, and the loss is NaN, so a
+    finite-loss check (or a GradScaler) skips the step. The module has no state that a forward
+    updates, so nothing else can be poisoned; the perplexity leaves such rows out.
     """
 
     def __init__(
@@ -58,22 +65,22 @@ class SoftVectorQuantizer(nn.Module):
         accuracy: str = "exact",
     ):
         super().__init__()
-        for name, value in (("dim", dim), ("codebook_size", codebook_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
-        if not noise_std >= 0:
-            raise ValueError(f"noise_std must be ≥ 0, got {noise_std!r}")
-        if not precision > 0:
-            raise ValueError(f"precision must be > 0, got {precision!r}")
-        if not beta >= 0:
-            raise ValueError(f"beta must be ≥ 0, got {beta!r}")
-        self.dim, self.codebook_size = dim, codebook_size
-        self.noise_std, self.beta = float(noise_std), float(beta)
-        self.straight_through = bool(straight_through)
+        self.dim = check_int("dim", dim)
+        self.codebook_size = check_int("codebook_size", codebook_size)
+        self.noise_std = check_real("noise_std", noise_std, minimum=0.0)
+        precision = check_real("precision", precision, minimum=0.0, open_minimum=True)
+        # s is kept as log s in float32 and exponentiated there: it must come back finite and > 0.
+        log_precision = torch.tensor(math.log(precision))
+        if not 0.0 < float(log_precision.exp()) < math.inf:
+            raise ValueError(
+                f"precision must lie within float32's range (s is kept as log s in float32), got {precision!r}"
+            )
+        self.beta = check_real("beta", beta, minimum=0.0)
+        learn_precision = check_bool("learn_precision", learn_precision)
+        self.straight_through = check_bool("straight_through", straight_through)
         check_choice("accuracy", accuracy, ACCURACIES)
         self.accuracy = accuracy
         self.codebook = nn.Parameter(torch.randn(codebook_size, dim))
-        log_precision = torch.tensor(math.log(precision))
         if learn_precision:
             self.log_precision = nn.Parameter(log_precision)
         else:
@@ -99,10 +106,15 @@ class SoftVectorQuantizer(nn.Module):
             if self.training and self.noise_std > 0:
                 noisy = z + self.noise_std * torch.randn_like(z)
             z_hat = soft_quantize(noisy, self.codebook, s, accuracy=self.accuracy)
+        # A row without a posterior is NaN whatever the backend makes of it (nearest_centroid
+        # gives it index 0; a kernel may return a codeword): never a value that looks valid.
+        z_hat = torch.where(_finite_rows(z, None if hard and not self.training else s), z_hat, float("nan"))
         loss = (z_hat.float() - z.detach().float()).square().mean() + self.beta * (
             z_hat.detach().float() - z.float()
         ).square().mean()
-        quantized = z + (z_hat - z).detach() if self.straight_through else z_hat
+        # ẑ + (z − sg(z)) rather than z + sg(ẑ − z): the value is ẑ exactly, the gradient to z the
+        # identity.
+        quantized = z_hat.detach() + (z - z.detach()) if self.straight_through else z_hat
         return SoftVQOutput(quantized, loss, self._perplexity(z, s))
 
     @torch.no_grad()
@@ -112,8 +124,36 @@ class SoftVectorQuantizer(nn.Module):
         if n == 0:
             return torch.ones((), device=z.device)
         rows = torch.arange(0, n, max(1, n // _PERPLEXITY_ROWS), device=z.device)[:_PERPLEXITY_ROWS]
-        if isinstance(s, torch.Tensor) and s.numel() > 1:  # a per-sample precision: its rows
-            s = s.reshape(n, -1)[rows]
+        per_row = _per_row(s, z)
+        if per_row is not None:  # a per-sample precision: the chosen rows' own
+            s = per_row[rows]
         _, probs = soft_quantize(flat[rows].float(), self.codebook.float(), s, return_probs=True)
-        usage = probs.mean(0, dtype=torch.float64)
+        # Rows without a posterior (a NaN/inf in z or in their precision) are left out, whatever
+        # a kernel made of them.
+        usable = torch.isfinite(probs).all(1, keepdim=True) & _finite_rows(flat[rows], s)
+        probs = torch.where(usable, probs.double(), 0.0)
+        usage = probs.sum(0) / usable.sum().clamp_min(1)
         return torch.exp(-(usage * usage.clamp_min(1e-10).log()).sum()).float()
+
+
+def _per_row(s, z: torch.Tensor) -> torch.Tensor | None:
+    """A per-sample precision, (N, 1) / (..., 1) or (N, K) / (..., K), as (N, ·) rows; None for a
+    float or a shared one ((), (1,), (1, 1), (1, K), (K,)). For a single vector both readings
+    give the same rows."""
+    if not isinstance(s, torch.Tensor) or s.dim() < 2:
+        return None
+    n = z.numel() // z.shape[-1]
+    if s.shape[:-1] == z.shape[:-1] or (s.dim() == 2 and s.shape[0] == n):
+        return s.reshape(n, s.shape[-1])  # not -1: n may be 0
+    return None
+
+
+def _finite_rows(z: torch.Tensor, s) -> torch.Tensor:
+    """(..., 1) bool: z's row and its precision (its own row of a per-sample one) finite."""
+    finite = torch.isfinite(z).all(-1, keepdim=True)
+    if not isinstance(s, torch.Tensor):
+        return finite
+    per_row = _per_row(s, z)
+    if per_row is None:  # shared by every row
+        return finite & torch.isfinite(s.detach()).all()
+    return finite & torch.isfinite(per_row.detach()).all(1).reshape(finite.shape)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentops.kmeans import kmeans
+from latentops.nn._args import check_bool, check_int, check_real
 from latentops.ops import nearest_centroid
 
 
@@ -41,7 +42,7 @@ class VectorQuantizer(nn.Module):
         eps: Laplace smoothing constant of the EMA cluster sizes.
         dead_code_threshold: in training mode, codes whose usage (the EMA of their per-batch
             assignment count; decay ema_decay, or 0.99 with ema_decay=None) falls below this are
-            replaced by random vectors of the current batch, and their usage is reset to the
+            replaced by random finite vectors of the current batch, and their usage is reset to the
             threshold. 0 disables it.
         kmeans_init: on the first training forward, set the codebook to latentops.kmeans of that
             batch (flattened; with fewer vectors than codes, the rest are random batch vectors).
@@ -60,6 +61,21 @@ class VectorQuantizer(nn.Module):
     makes no host syncs apart from the one-time k-means init; in eval mode it changes no state and
     can be compiled with torch.compile. Keep the module in float32 (z may be half precision: the
     search runs on z cast to float32, quantized comes back in z's dtype).
+
+    Non-finite inputs. One bad sample must not poison the codebook for good, and must not be
+    hidden either. A row of z with a NaN or ±inf (after the cast to float32) is:
+      - returned: its quantized row is NaN, its index is whatever latentops.nearest_centroid
+        gives (0 for NaN), and the loss is non-finite, so a finite-loss check (or a GradScaler)
+        skips the step;
+      - left out of everything that changes the codebook: the EMA counts and sums, the usage
+        that decides dead codes, the dead-code replacement candidates, the k-means init data, and
+        (ema_decay=None) the codebook term of the loss, so the codebook's gradient stays finite;
+      - left out of the perplexity.
+    A batch without finite rows (an empty one included) leaves the state as it was: no decay, no
+    replacement, no k-means init (the init waits for a batch with data). An update that would
+    still make a code's statistics non-finite (float32 overflow of the sums of huge inputs) is
+    skipped for that code. Under torch.distributed the same rules apply to the all-reduced
+    statistics and to rank 0's replacement candidates, so ranks stay identical.
     """
 
     def __init__(
@@ -76,26 +92,18 @@ class VectorQuantizer(nn.Module):
         kmeans_iters: int = 10,
     ):
         super().__init__()
-        for name, value in (("dim", dim), ("codebook_size", codebook_size), ("kmeans_iters", kmeans_iters)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
-        if not beta >= 0:
-            raise ValueError(f"beta must be ≥ 0, got {beta!r}")
-        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be None or in [0, 1), got {ema_decay!r}")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
-        if not dead_code_threshold >= 0:
-            raise ValueError(f"dead_code_threshold must be ≥ 0, got {dead_code_threshold!r}")
-        self.dim = dim
-        self.codebook_size = codebook_size
-        self.beta = float(beta)
-        self.ema_decay = None if ema_decay is None else float(ema_decay)
-        self.eps = float(eps)
-        self.dead_code_threshold = float(dead_code_threshold)
-        self.kmeans_init = bool(kmeans_init)
-        self.sync_distributed = bool(sync_distributed)
-        self.kmeans_iters = kmeans_iters
+        self.dim = check_int("dim", dim)
+        self.codebook_size = check_int("codebook_size", codebook_size)
+        self.kmeans_iters = check_int("kmeans_iters", kmeans_iters)
+        self.beta = check_real("beta", beta, minimum=0.0)
+        if ema_decay is not None:
+            ema_decay = check_real("ema_decay", ema_decay, minimum=0.0, maximum=1.0, open_maximum=True)
+        self.ema_decay = ema_decay
+        self.eps = check_real("eps", eps, minimum=0.0, open_minimum=True)
+        self.dead_code_threshold = check_real("dead_code_threshold", dead_code_threshold, minimum=0.0)
+        self.kmeans_init = check_bool("kmeans_init", kmeans_init)
+        self.sync_distributed = check_bool("sync_distributed", sync_distributed)
+        dim, codebook_size = self.dim, self.codebook_size
 
         codebook = torch.empty(codebook_size, dim)
         nn.init.kaiming_uniform_(codebook)
@@ -127,12 +135,14 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"z must have shape (..., dim = {self.dim}), got {tuple(z.shape)}")
         flat = z.reshape(-1, self.dim)
         flat32 = flat.float()
+        # Rows with a NaN/inf are returned but never reach the codebook (see the class docstring).
+        finite = torch.isfinite(flat32).all(1)
         if self.training:
             distributed = self._distributed()
             if distributed and not self._ranks_synced:
                 self._broadcast_state()
             if not self._initted:
-                self._init_from_kmeans(flat32.detach(), distributed)
+                self._init_from_kmeans(flat32.detach()[finite], distributed)
 
         codebook = self.codebook
         with torch.no_grad():
@@ -140,19 +150,26 @@ class VectorQuantizer(nn.Module):
         q = F.embedding(indices, codebook).float()  # gradients reach a Parameter codebook
         commitment = _mean_sq(flat32, q.detach())
         if self.ema_decay is None:
-            loss = _mean_sq(q, flat32.detach()) + self.beta * commitment
+            # where, not a product with the mask: 0 · NaN would still be NaN in the gradient.
+            # Its mean is over the finite rows, so their gradient is the same with or without
+            # bad rows in the batch.
+            codebook_diff = torch.where(finite.unsqueeze(1), q - flat32.detach(), 0.0)
+            codebook_loss = codebook_diff.square().sum() / (finite.sum() * self.dim).clamp_min(1)
+            loss = codebook_loss + self.beta * commitment
         else:
             loss = self.beta * commitment
-        quantized = flat + (q.to(flat.dtype) - flat).detach()
+        # q + (z − sg(z)) rather than z + sg(q − z): the value is the codeword exactly, even where
+        # |z| ≫ |q| would round z + (q − z) away from q. A non-finite row is NaN as a whole (its
+        # index means nothing), not just where z was NaN.
+        q_out = torch.where(finite.unsqueeze(1), q.detach(), float("nan")).to(flat.dtype)
+        quantized = q_out + (flat - flat.detach())
 
-        counts = torch.zeros(self.codebook_size, device=flat.device).index_add_(
-            0, indices, torch.ones(indices.shape, device=flat.device)
-        )
-        usage = counts / max(indices.shape[0], 1)
+        counts = torch.zeros(self.codebook_size, device=flat.device).index_add_(0, indices, finite.float())
+        usage = counts / counts.sum().clamp_min(1.0)
         perplexity = torch.exp(-(usage * torch.log(usage.clamp_min(1e-10))).sum())
 
         if self.training:
-            self._update(flat32.detach(), indices, counts, distributed)
+            self._update(flat32.detach(), finite, indices, counts, distributed)
         return VQOutput(quantized.reshape(z.shape), indices.reshape(z.shape[:-1]), loss, perplexity)
 
     # -- training-mode state updates (all under no_grad, no host syncs) ------------------------
@@ -174,40 +191,64 @@ class VectorQuantizer(nn.Module):
         return tensors
 
     @torch.no_grad()
-    def _update(self, flat32: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor, distributed: bool) -> None:
+    def _update(
+        self, flat32: torch.Tensor, finite: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor, distributed: bool
+    ) -> None:
+        """EMA of the usage (and of the cluster sums in EMA mode) over the finite rows; counts
+        holds only those rows. Every step is a torch.where, not an `if`: no host syncs."""
         ema = self.ema_decay is not None
         decay = self.ema_decay if ema else 0.99
         if ema:
-            sums = torch.zeros_like(self.embed_avg).index_add_(0, indices, flat32)
+            rows = torch.where(finite.unsqueeze(1), flat32, 0.0)
+            sums = torch.zeros_like(self.embed_avg).index_add_(0, indices, rows)
             stats = torch.cat([counts.unsqueeze(1), sums], 1)
         else:
             stats = counts.unsqueeze(1).clone()
         if distributed:
             dist.all_reduce(stats)
-        self.cluster_size.mul_(decay).add_(stats[:, 0], alpha=1.0 - decay)
+        # No finite row anywhere (an empty batch included): no information, so no decay either;
+        # with ema_decay=0 the update would otherwise divide zero sums by a zero total.
+        has_data = stats[:, 0].sum() > 0
+        size = self.cluster_size * decay + stats[:, 0] * (1.0 - decay)
+        ok = has_data & torch.isfinite(size)
         if ema:
-            self.embed_avg.mul_(decay).add_(stats[:, 1:], alpha=1.0 - decay)
-            total = self.cluster_size.sum()
-            smoothed = (self.cluster_size + self.eps) / (total + self.codebook_size * self.eps)
-            self.codebook.copy_(self.embed_avg / (smoothed * total).unsqueeze(1))
+            avg = self.embed_avg * decay + stats[:, 1:] * (1.0 - decay)
+            total = size.sum()
+            smoothed = (size + self.eps) / (total + self.codebook_size * self.eps)
+            code = avg / (smoothed * total).unsqueeze(1)
+            # A code whose new statistics overflow float32 keeps its old ones (the batch's
+            # contribution to it is dropped) rather than becoming inf/NaN for good.
+            ok = ok & torch.isfinite(avg).all(1) & torch.isfinite(code).all(1)
+            self.embed_avg.copy_(torch.where(ok.unsqueeze(1), avg, self.embed_avg))
+            self.codebook.copy_(torch.where(ok.unsqueeze(1), code, self.codebook))
+        self.cluster_size.copy_(torch.where(ok, size, self.cluster_size))
         if self.dead_code_threshold > 0:
-            self._replace_dead_codes(flat32, distributed)
+            self._replace_dead_codes(flat32, finite, distributed)
 
-    def _replace_dead_codes(self, flat32: torch.Tensor, distributed: bool) -> None:
+    def _replace_dead_codes(self, flat32: torch.Tensor, finite: torch.Tensor, distributed: bool) -> None:
+        """Dead codes take uniformly drawn finite rows of the batch (rank 0's under
+        torch.distributed); with no finite row there, they stay as they are, still dead."""
         dead = self.cluster_size < self.dead_code_threshold
         n = flat32.shape[0]
         if n > 0:
-            picks = torch.randint(n, (self.codebook_size,), device=flat32.device)
+            # The r-th finite row, r uniform in [0, m): searchsorted on the running count of finite
+            # rows finds it without reading m on the host. With m = 0 the pick is a non-finite row,
+            # which the finiteness test below refuses.
+            running = finite.cumsum(0)
+            m = running[-1]
+            r = (torch.rand(self.codebook_size, device=flat32.device) * m).long().clamp_max(m - 1).clamp_min(0)
+            picks = torch.searchsorted(running, r + 1).clamp_max(n - 1)
             candidates = flat32[picks].to(self.codebook.dtype)
-        else:  # an empty batch replaces codes by themselves (still joins the broadcast)
-            candidates = self.codebook.detach().clone()
+        else:  # an empty batch offers nothing (still joins the broadcast): NaN rows, refused below
+            candidates = torch.full_like(self.codebook, float("nan"))
         if distributed:
             dist.broadcast(candidates, src=0)  # rank 0's batch supplies the replacements
-        dead_rows = dead.unsqueeze(1)
-        self.codebook.copy_(torch.where(dead_rows, candidates, self.codebook))
-        self.cluster_size.masked_fill_(dead, self.dead_code_threshold)
+        replace = dead & torch.isfinite(candidates).all(1)
+        rows = replace.unsqueeze(1)
+        self.codebook.copy_(torch.where(rows, candidates, self.codebook))
+        self.cluster_size.masked_fill_(replace, self.dead_code_threshold)
         if self.ema_decay is not None:
-            self.embed_avg.copy_(torch.where(dead_rows, candidates * self.dead_code_threshold, self.embed_avg))
+            self.embed_avg.copy_(torch.where(rows, candidates * self.dead_code_threshold, self.embed_avg))
 
     @torch.no_grad()
     def _init_from_kmeans(self, flat32: torch.Tensor, distributed: bool) -> None:
@@ -241,7 +282,17 @@ class VectorQuantizer(nn.Module):
             extra = torch.randint(n, (k - n,), generator=generator).to(data.device)
             centroids = torch.cat([centroids, data[extra]])
         # Usage of at least 1, as at construction: a code without points keeps its position.
-        return centroids, sizes.clamp_min(1.0)
+        sizes = sizes.clamp_min(1.0)
+        # Finite data near the float32 limit can still overflow a mean or a cluster sum: such a
+        # code starts at a batch vector with usage 1 instead (its sum is then the vector itself).
+        bad = ~torch.isfinite(centroids).all(1)
+        if bad.any():
+            generator = torch.Generator().manual_seed(seed + 1)
+            picks = torch.randint(n, (int(bad.sum()),), generator=generator).to(data.device)
+            centroids[bad] = data[picks]
+        if self.ema_decay is not None:
+            sizes[~torch.isfinite(centroids * sizes.unsqueeze(1)).all(1)] = 1.0
+        return centroids, sizes
 
 
 def _mean_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
