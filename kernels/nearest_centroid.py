@@ -23,7 +23,9 @@ overflow or underflow whatever their magnitude; distances within 2^-21 relative 
 as tied there (the merge key's precision), well inside the 1e-5 contract. No host sync: the rescore
 grid covers N and programs beyond the list's length exit at once.
 
-exact=False: tf32 (fp32 inputs) or native fp16/bf16 scores decide; no certification.
+exact=False: tf32 (fp32 inputs) or native fp16/bf16 scores decide; no certification. Rows without a
+finite best score (non-finite values, overflow) are rescored in both modes, so the NaN/inf policy
+holds in both.
 
 Ties go to the lowest index. A NaN score never beats a number (+inf included); a row with no number
 gets index 0.
@@ -130,6 +132,7 @@ def _nearest_centroid_kernel(
     dist_ptr,
     flag_rows_ptr,
     flag_count_ptr,
+    keys_ptr,
     N,
     K,
     D,
@@ -210,6 +213,10 @@ def _nearest_centroid_kernel(
     tl.store(idx_ptr + offs_n, best_idx.to(tl.int64), mask=n_mask)
     tl.store(dist_ptr + offs_n, dist, mask=n_mask)
 
+    # A row without a finite best score (NaN or ±inf in z, a non-finite codebook, overflow) is
+    # decided by the float64 rescore in both modes: the scores' inf − inf and 0·inf would
+    # otherwise pick a centroid the NaN/inf policy does not (e.g. −inf for an infinite z).
+    sure = (best > float("-inf")) & (best < float("inf"))
     if EXACT:
         # |computed − true| of every score (common ‖z‖² term aside) is at most err; see the
         # launcher for the coefficients. NaN/inf anywhere makes err or the tests fail: uncertain.
@@ -221,12 +228,15 @@ def _nearest_centroid_kernel(
         sure_argmin = (second - best) > 2.0 * err
         min_dist_low = z_sq * (1.0 - rel_zsq) + best - err
         sure_close = (2.0 * err) <= _REL_TOL * min_dist_low
-        uncertain = (n_mask & ~(sure_argmin | sure_close)).to(tl.int32)
-        n_uncertain = tl.sum(uncertain, axis=0)
-        if n_uncertain > 0:
-            base = tl.atomic_add(flag_count_ptr, n_uncertain)
-            slot = base + tl.cumsum(uncertain, axis=0) - uncertain
-            tl.store(flag_rows_ptr + slot, offs_n, mask=uncertain != 0)
+        sure = sure & (sure_argmin | sure_close)
+    uncertain = (n_mask & ~sure).to(tl.int32)
+    n_uncertain = tl.sum(uncertain, axis=0)
+    if n_uncertain > 0:
+        base = tl.atomic_add(flag_count_ptr, n_uncertain)
+        slot = base + tl.cumsum(uncertain, axis=0) - uncertain
+        tl.store(flag_rows_ptr + slot, offs_n, mask=uncertain != 0)
+        # The rescore's atomic_min merge starts from "nothing found" (no fill over all N slots).
+        tl.store(keys_ptr + slot, tl.full([BLOCK_N], _KEY_NONE_C, dtype=tl.int64), mask=uncertain != 0)
 
 
 @triton.jit
@@ -364,10 +374,11 @@ def nearest_centroid_forward(
         # Max over finite rows: a non-finite centroid scores inf/NaN and never wins a finite row.
         c_norm_max = (c_sq64.where(c_sq64.isfinite(), 0.0).max().sqrt() * (1 + 1e-6)).to(torch.float32)
         c_norm_max = c_norm_max.reshape(1)
-        flag_rows = torch.empty(n, dtype=torch.int32, device=z.device)
-        flag_count = torch.zeros(1, dtype=torch.int32, device=z.device)
     else:
-        c_norm_max = flag_rows = flag_count = c_sq  # unused placeholder pointers
+        c_norm_max = c_sq  # unused placeholder pointer
+    flag_rows = torch.empty(n, dtype=torch.int32, device=z.device)
+    flag_count = torch.zeros(1, dtype=torch.int32, device=z.device)
+    keys = torch.empty(n, dtype=torch.int64, device=z.device)  # flagged slots are set by the kernel
 
     # Error of each score s_k = ‖c_k‖² − 2 z·c_k, in units of ‖z‖·max‖c‖ and max‖c‖²:
     #   2·(dot error) + rounding of s_k (≤ u(‖c‖² + 2‖z‖‖c‖)) + ‖c‖² computed from an fp32 square
@@ -408,6 +419,7 @@ def nearest_centroid_forward(
             sq_dist,
             flag_rows,
             flag_count,
+            keys,
             n,
             k,
             d,
@@ -422,39 +434,37 @@ def nearest_centroid_forward(
             BLOCK_D=block_d,
             SINGLE_D=single_d,
         )
-        if exact:
-            # Launched over every possible slot: programs past flag_count exit at once (no host
-            # sync to learn how many rows were flagged).
-            c_t = codebook.t().contiguous()
-            keys = torch.full((n,), _KEY_NONE, dtype=torch.int64, device=z.device)
-            splits = min(triton.cdiv(k, _RESCORE_K_PER_SPLIT), _RESCORE_MAX_SPLITS)
-            k_per_split = triton.cdiv(triton.cdiv(k, splits), _RESCORE_BLOCK_K) * _RESCORE_BLOCK_K
-            row_blocks = triton.cdiv(n, _RESCORE_BLOCK_R)
-            _nearest_centroid_rescore_kernel[(row_blocks, splits)](
-                z,
-                c_t,
-                keys,
-                flag_rows,
-                flag_count,
-                k,
-                d,
-                k_per_split,
-                BLOCK_R=_RESCORE_BLOCK_R,
-                BLOCK_K=_RESCORE_BLOCK_K,
-                D_GROUP=min(8, triton.next_power_of_2(d)),
-                num_warps=4,
-            )
-            _nearest_centroid_finalize_kernel[(row_blocks,)](
-                z,
-                codebook,
-                keys,
-                flag_rows,
-                flag_count,
-                indices,
-                sq_dist,
-                d,
-                BLOCK_R=_RESCORE_BLOCK_R,
-                BLOCK_D=min(64, max(16, triton.next_power_of_2(d))),
-                num_warps=4,
-            )
+        # Launched over every possible slot: programs past flag_count exit at once (no host sync to
+        # learn how many rows were flagged; "fast" flags only rows without a finite score).
+        c_t = codebook.t().contiguous()
+        splits = min(triton.cdiv(k, _RESCORE_K_PER_SPLIT), _RESCORE_MAX_SPLITS)
+        k_per_split = triton.cdiv(triton.cdiv(k, splits), _RESCORE_BLOCK_K) * _RESCORE_BLOCK_K
+        row_blocks = triton.cdiv(n, _RESCORE_BLOCK_R)
+        _nearest_centroid_rescore_kernel[(row_blocks, splits)](
+            z,
+            c_t,
+            keys,
+            flag_rows,
+            flag_count,
+            k,
+            d,
+            k_per_split,
+            BLOCK_R=_RESCORE_BLOCK_R,
+            BLOCK_K=_RESCORE_BLOCK_K,
+            D_GROUP=min(8, triton.next_power_of_2(d)),
+            num_warps=4,
+        )
+        _nearest_centroid_finalize_kernel[(row_blocks,)](
+            z,
+            codebook,
+            keys,
+            flag_rows,
+            flag_count,
+            indices,
+            sq_dist,
+            d,
+            BLOCK_R=_RESCORE_BLOCK_R,
+            BLOCK_D=min(64, max(16, triton.next_power_of_2(d))),
+            num_warps=4,
+        )
     return indices, sq_dist

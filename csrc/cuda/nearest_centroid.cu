@@ -12,12 +12,13 @@
 //   3. nc_finish:  per row, sq_dist = sum_t (z_t - c_t)^2 in fp32 for the chosen index, ||z||, and in
 //                  exact mode the certificate: if second - best > 2E (E a rigorous bound on |d~ - d|,
 //                  times a safety factor 2) the tensor-core argmin is the true argmin. Otherwise the row
-//                  goes to a flagged list with the threshold best + 2E.
-//   4. nc_gemm<RESCORE=true> ("pass 2", exact only): the same GEMM over the flagged rows only, split
+//                  goes to a flagged list with the threshold best + 2E. In both modes a row whose best
+//                  d~ is not finite (NaN/inf values, overflow) is flagged with threshold NaN (all k).
+//   4. nc_gemm<RESCORE=true> ("pass 2"): the same GEMM over the flagged rows only, split
 //                  over the codebook (blockIdx.y) for load balance; every column with d~ <= threshold
 //                  (a set that provably holds every true minimizer) is recorded as a candidate.
-//   5. nc_resolve: per flagged row, one warp scores the candidates exactly in fp32 (all k when there were
-//                  more than kCandCap) and writes the lowest distance, lowest index on ties.
+//   5. nc_resolve: per flagged row, one warp scores the candidates exactly in float64 (all k when there
+//                  were more than kCandCap) and writes the lowest distance, lowest index on ties.
 // fp16/bf16 operands are exact inside their mma, so in exact mode only accumulation error remains and
 // few rows are flagged; tf32 rounds float32 operands to 11 significant bits, so near ties go to pass 2.
 #include <cuda_bf16.h>
@@ -503,6 +504,11 @@ __global__ void nc_finish_kernel(const T* z, const T* c, int64_t n, int64_t d, i
     if (lane == 0) {
       const float best = sq_dist[i];  // pass 1 left d~ of the chosen index here
       sq_dist[i] = s;
+      // A row without a finite best score (NaN or inf in z, a non-finite codebook, overflow) is
+      // rescanned in both modes with every column a candidate (threshold NaN): inf - inf and 0 * inf
+      // in the scores would otherwise pick a centroid the NaN/inf policy does not.
+      bool certified = isfinite(best);
+      float threshold = __int_as_float(0x7fc00000);
       if (exact) {
         const float nz = sqrtf(nz2);
         const float cm = sqrtf(__uint_as_float(*cmax_bits));
@@ -511,14 +517,15 @@ __global__ void nc_finish_kernel(const T* z, const T* c, int64_t n, int64_t d, i
         const float e_abs = 2.f * (dd + 8.f) * 0x1p-126f;
         const float e = 2.f * ((4.01f * ut + 2.02f * g_acc) * nz * cm + (g_d + g_acc) * cm * cm + e_abs);
         // Finite magnitudes guarantee no overflow inside the tensor-core sums.
-        const bool sane = isfinite(best) && isfinite(4.f * nz * cm + cm * cm) && isfinite(e);
-        const bool certified = sane && (second[i] - best) > 2.f * e;
-        if (!certified) {
-          const int pos = atomicAdd(count, 1);
-          rows[pos] = i;
-          thr[pos] = best + 2.f * e;  // NaN/inf when not sane: every column becomes a candidate
-          cand_cnt[pos] = 0;
-        }
+        const bool sane = certified && isfinite(4.f * nz * cm + cm * cm) && isfinite(e);
+        certified = sane && (second[i] - best) > 2.f * e;
+        if (sane) threshold = best + 2.f * e;
+      }
+      if (!certified) {
+        const int pos = atomicAdd(count, 1);
+        rows[pos] = i;
+        thr[pos] = threshold;
+        cand_cnt[pos] = 0;
       }
     }
   }
@@ -679,9 +686,8 @@ void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t 
   nc_finish_kernel<T><<<clamp_grid((n + 7) / 8, 1 << 20), 256, 0, s>>>(
       z, c, n, d, indices, sq_dist, second, exact, cmax_bits, ut, count, rows, thr, cand_cnt);
   LATENTOPS_CUDA_CHECK(cudaGetLastError());
-  if (!exact) return;
 
-  // Pass 2 over the flagged rows; their number is known only on the device, so the grid covers a
+  // Pass 2 over the flagged rows (in "fast" mode only those without a finite score); their number is known only on the device, so the grid covers a
   // fraction of the rows (blocks loop over further flagged tiles; idle ones exit at once), and the
   // codebook is split over blockIdx.y so that a few flagged tiles still fill the GPU.
   const int split = a.nchunks < kPass2Split ? a.nchunks : kPass2Split;

@@ -46,11 +46,12 @@ def nearest_centroid(
         the lowest index, like torch.argmin. sq_dist is Σ (z − c)² of the chosen centroid computed
         directly in fp32, and is differentiable with respect to z and codebook; indices are not.
 
-    Magnitudes: "exact" holds for any finite values of the dtype, around 1e-30 or 1e30 and far
-    from the origin alike (the backends centre and scale, or decide in float64); only sq_dist, a
-    float32, can underflow to 0 or overflow to inf there.
+    Magnitudes: "exact" holds for finite float32/float16/bfloat16 values of any magnitude, around
+    1e-30 or 1e30 and far from the origin alike (the backends centre and scale, or decide in
+    float64); only sq_dist, a float32, underflows to 0 or overflows to inf there. float64 distances
+    past ~1e308 overflow to +inf and tie.
 
-    NaN and inf (every backend): the index is the argmin of the direct distance Σ (z − c)² under
+    NaN and inf (every backend, both accuracies): the index is the argmin of the direct distance Σ (z − c)² under
     IEEE rules, where a NaN distance never wins over a number (+inf included):
     - a codebook row holding a NaN is never chosen for a row that has a number among its distances;
     - a codebook row holding ±inf is +inf away from every finite z (so never chosen over a finite
