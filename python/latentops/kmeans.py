@@ -114,6 +114,10 @@ def kmeans(
     otherwise, at the cost of one pass over x and a host sync). A NaN or inf point has no finite
     distance to any centroid and would make its centroid's mean, and the inertia, NaN; dropping
     such rows silently would change what is clustered, so the caller decides what they mean.
+    Magnitudes: labels are exact nearest centroids at any magnitude (see nearest_centroid), but
+    for non-float64 x the distances behind the inertia, the farthest-point reseeding and the
+    merge-split draws are float32: past ~1e19 per coordinate they overflow to inf (and runs can
+    no longer be compared), below ~1e-19 they underflow to 0. Scale such data first.
 
     Clusters left empty by an update are re-seeded with the points farthest from their centroids
     (those points leave their old clusters), as scikit-learn does. One host sync per assignment
