@@ -49,7 +49,8 @@ def nearest_centroid(
     Magnitudes: "exact" holds for finite float32/float16/bfloat16 values of any magnitude, around
     1e-30 or 1e30 and far from the origin alike (the backends centre and scale, or decide in
     float64); only sq_dist, a float32, underflows to 0 or overflows to inf there. float64 distances
-    past ~1e308 overflow to +inf and tie.
+    past ~1e308 overflow to +inf and tie. "fast" scores fp32 data centred and scaled on Triton,
+    but unscaled on CUDA, whose products underflow around 1e-19 and overflow around 1e19.
 
     NaN and inf (every backend, both accuracies): the index is the argmin of the direct distance Σ (z − c)² under
     IEEE rules, where a NaN distance never wins over a number (+inf included):
