@@ -332,6 +332,20 @@ def test_backend_is_passed_through():
         (dict(init=3), TypeError, "init"),
         (dict(init=torch.randn(3, 2)), ValueError, "init"),
         (dict(init=torch.zeros(2, 2, dtype=torch.int64)), TypeError, "init"),
+        # Issue 10: unnamed errors, silently accepted and wrongly refused arguments.
+        (dict(seed=None), TypeError, "seed"),
+        (dict(seed="abc"), TypeError, "seed"),
+        (dict(seed=1.5), TypeError, "seed"),
+        (dict(seed=True), TypeError, "seed"),
+        (dict(seed=2**64), ValueError, "seed"),
+        (dict(k=np.float64(2)), TypeError, "k"),
+        (dict(k=torch.tensor([2])), TypeError, "k"),
+        (dict(k=torch.tensor(True)), TypeError, "k"),
+        (dict(iters=2.0), TypeError, "iters"),
+        (dict(batch_size=1.5), TypeError, "batch_size"),
+        (dict(max_points_per_centroid="8"), TypeError, "max_points_per_centroid"),
+        (dict(init=torch.tensor([[0.0, 1.0], [float("nan"), 0.0]])), ValueError, "init"),
+        (dict(x=torch.tensor([[0.0, 1.0]] * 5 + [[float("inf"), 0.0]])), ValueError, "x"),
     ],
 )
 def test_bad_arguments(kwargs, error, name):
@@ -354,3 +368,25 @@ def test_cuda_matches_cpu():
     assert gpu.inertia == pytest.approx(cpu.inertia, rel=1e-3)
     half = kmeans(x.cuda().bfloat16(), 10, seed=0)
     assert half.centroids.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_non_finite_points_are_refused(dtype):
+    # Issue 10: a NaN point made its centroid and the inertia NaN (float64: every label 0). The
+    # policy: x must be finite, and the error says so by name.
+    x = torch.randn(40, 3, dtype=dtype)
+    x[7, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"\bx must be finite: 1 of its 40 rows"):
+        kmeans(x, 3)
+
+
+@pytest.mark.parametrize(
+    "value", [np.int64(3), np.int32(3), torch.tensor(3), torch.tensor(3, dtype=torch.int32)], ids=repr
+)
+def test_integer_like_arguments_are_accepted(value):
+    # Issue 10: kmeans(x, numpy.int64(3)) was refused; numpy and 0-d tensor integers now count as ints.
+    x = torch.randn(60, 2, generator=torch.Generator().manual_seed(0))
+    expected = kmeans(x, 3, seed=3, iters=3, n_init=3)
+    for kwargs in (dict(k=value), dict(seed=value), dict(iters=value), dict(n_init=value), dict(batch_size=value)):
+        result = kmeans(x, **(dict(k=3, seed=3, iters=3, n_init=3) | kwargs))
+        assert result.inertia == pytest.approx(expected.inertia, rel=1e-6), kwargs

@@ -12,12 +12,13 @@
 //   3. nc_finish:  per row, sq_dist = sum_t (z_t - c_t)^2 in fp32 for the chosen index, ||z||, and in
 //                  exact mode the certificate: if second - best > 2E (E a rigorous bound on |d~ - d|,
 //                  times a safety factor 2) the tensor-core argmin is the true argmin. Otherwise the row
-//                  goes to a flagged list with the threshold best + 2E.
-//   4. nc_gemm<RESCORE=true> ("pass 2", exact only): the same GEMM over the flagged rows only, split
+//                  goes to a flagged list with the threshold best + 2E. In both modes a row whose best
+//                  d~ is not finite (NaN/inf values, overflow) is flagged with threshold NaN (all k).
+//   4. nc_gemm<RESCORE=true> ("pass 2"): the same GEMM over the flagged rows only, split
 //                  over the codebook (blockIdx.y) for load balance; every column with d~ <= threshold
 //                  (a set that provably holds every true minimizer) is recorded as a candidate.
-//   5. nc_resolve: per flagged row, one warp scores the candidates exactly in fp32 (all k when there were
-//                  more than kCandCap) and writes the lowest distance, lowest index on ties.
+//   5. nc_resolve: per flagged row, one warp scores the candidates exactly in float64 (all k when there
+//                  were more than kCandCap) and writes the lowest distance, lowest index on ties.
 // fp16/bf16 operands are exact inside their mma, so in exact mode only accumulation error remains and
 // few rows are flagged; tf32 rounds float32 operands to 11 significant bits, so near ties go to pass 2.
 #include <cuda_bf16.h>
@@ -92,15 +93,17 @@ __device__ __forceinline__ float ldf(const T* p) {
   return to_float(__ldg(p));
 }
 
-// Exact fp32 squared distance sum_t (z_t - c_t)^2 with FMA, one warp (lane-strided partial sums, then
-// a butterfly, so every lane gets the same value). The one summation used for every reported distance
-// and for choosing among candidates.
+// Squared distance sum_t (z_t - c_t)^2 in float64 with FMA, one warp (lane-strided partial sums, then a
+// butterfly, so every lane gets the same value): it decides among candidates (like the CPU kernel):
+// differences and squares of 16/32-bit floats are exact there and cannot overflow or underflow, so data
+// around 1e-30 (fp32 squares flush to 0: every candidate ties) or 1e30 (fp32 squares overflow: every
+// candidate is inf) still gets its true nearest centroid.
 template <typename T>
-__device__ __forceinline__ float warp_exact_dist(const T* zr, const T* cr, int64_t d, int lane) {
-  float acc = 0.f;
+__device__ __forceinline__ double warp_exact_dist64(const T* zr, const T* cr, int64_t d, int lane) {
+  double acc = 0.0;
   for (int64_t t = lane; t < d; t += 32) {
-    const float diff = ldf(zr + t) - ldf(cr + t);
-    acc = fmaf(diff, diff, acc);
+    const double diff = static_cast<double>(ldf(zr + t)) - static_cast<double>(ldf(cr + t));
+    acc = fma(diff, diff, acc);
   }
 #pragma unroll
   for (int m = 16; m; m >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, m);
@@ -461,6 +464,10 @@ __global__ void nc_norms_kernel(const T* c, int64_t k, int64_t d, int64_t kpad, 
 //   g_acc = (d+8) 2^-21, relative to the sum of the magnitudes of the seed and the products
 // so, times 2 for d~ = -2 acc: |d~ - d| <= (4.01 u_t + 2.02 g_acc) nz cm + (g_d + g_acc) cm^2, and E is
 // twice that (safety factor). If second~ - best~ > 2E every other column is truly farther: certified.
+// The relative terms fail below fp32's normal range (data around 1e-30: every product flushes to 0,
+// every score ties at 0 and E is 0 too), so each of the d + 8 roundings of a score may also lose the
+// smallest normal number 2^-126 (the tensor core may flush subnormals): such rows are never
+// certified and go to the float64 rescan.
 template <typename T>
 __global__ void nc_finish_kernel(const T* z, const T* c, int64_t n, int64_t d, int64_t* indices,
                                  float* sq_dist, const float* second, bool exact,
@@ -488,28 +495,36 @@ __global__ void nc_finish_kernel(const T* z, const T* c, int64_t n, int64_t d, i
     if (lane == 0) {
       const float best = sq_dist[i];  // pass 1 left d~ of the chosen index here
       sq_dist[i] = s;
+      // A row without a finite best score (NaN or inf in z, a non-finite codebook, overflow) is
+      // rescanned in both modes with every column a candidate (threshold NaN): inf - inf and 0 * inf
+      // in the scores would otherwise pick a centroid the NaN/inf policy does not.
+      bool certified = isfinite(best);
+      float threshold = __int_as_float(0x7fc00000);
       if (exact) {
         const float nz = sqrtf(nz2);
         const float cm = sqrtf(__uint_as_float(*cmax_bits));
         const float dd = static_cast<float>(d);
         const float g_acc = (dd + 8.f) * 0x1p-21f, g_d = (dd + 8.f) * 0x1p-22f;
-        const float e = 2.f * ((4.01f * ut + 2.02f * g_acc) * nz * cm + (g_d + g_acc) * cm * cm);
+        const float e_abs = 2.f * (dd + 8.f) * 0x1p-126f;
+        const float e = 2.f * ((4.01f * ut + 2.02f * g_acc) * nz * cm + (g_d + g_acc) * cm * cm + e_abs);
         // Finite magnitudes guarantee no overflow inside the tensor-core sums.
-        const bool sane = isfinite(best) && isfinite(4.f * nz * cm + cm * cm) && isfinite(e);
-        const bool certified = sane && (second[i] - best) > 2.f * e;
-        if (!certified) {
-          const int pos = atomicAdd(count, 1);
-          rows[pos] = i;
-          thr[pos] = best + 2.f * e;  // NaN/inf when not sane: every column becomes a candidate
-          cand_cnt[pos] = 0;
-        }
+        const bool sane = certified && isfinite(4.f * nz * cm + cm * cm) && isfinite(e);
+        certified = sane && (second[i] - best) > 2.f * e;
+        if (sane) threshold = best + 2.f * e;
+      }
+      if (!certified) {
+        const int pos = atomicAdd(count, 1);
+        rows[pos] = i;
+        thr[pos] = threshold;
+        cand_cnt[pos] = 0;
       }
     }
   }
 }
 
-// Flagged rows, one warp each: the exact fp32 distance of every candidate column (all k if there were
-// more than kCandCap), lowest distance then lowest index; NaN never chosen, none finite -> index 0.
+// Flagged rows, one warp each: the float64 distance of every candidate column (all k if there were
+// more than kCandCap), lowest distance then lowest index; NaN never chosen, none a number -> index 0.
+// The reported distance is that float64 one rounded to fp32.
 template <typename T>
 __global__ void nc_resolve_kernel(const T* z, const T* c, int64_t k, int64_t d, const int* count,
                                   const int64_t* rows, const int* cand_cnt, const int* cand,
@@ -524,11 +539,11 @@ __global__ void nc_resolve_kernel(const T* z, const T* c, int64_t k, int64_t d, 
     const int nc = cand_cnt[i];
     const bool all = nc > kCandCap;
     const int64_t m = all ? k : nc;
-    float bv = 0.f;
+    double bv = 0.0;
     int64_t bj = -1;
     for (int64_t q = 0; q < m; ++q) {
       const int64_t j = all ? q : cand[i * kCandCap + q];
-      const float ex = warp_exact_dist(zr, c + j * d, d, lane);
+      const double ex = warp_exact_dist64(zr, c + j * d, d, lane);
       if (ex == ex && (bj < 0 || ex < bv || (ex == bv && j < bj))) {
         bv = ex;
         bj = j;
@@ -536,11 +551,11 @@ __global__ void nc_resolve_kernel(const T* z, const T* c, int64_t k, int64_t d, 
     }
     if (bj < 0) {
       bj = 0;
-      bv = warp_exact_dist(zr, c, d, lane);
+      bv = warp_exact_dist64(zr, c, d, lane);
     }
     if (lane == 0) {
       indices[r] = bj;
-      sq_dist[r] = bv;
+      sq_dist[r] = static_cast<float>(bv);
     }
   }
 }
@@ -683,9 +698,8 @@ void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t 
   nc_finish_kernel<T><<<clamp_grid((n + 7) / 8, 1 << 20), 256, 0, s>>>(
       z, c, n, d, indices, sq_dist, second, exact, cmax_bits, ut, count, rows, thr, cand_cnt);
   LATENTOPS_CUDA_CHECK(cudaGetLastError());
-  if (!exact) return;
 
-  // Pass 2 over the flagged rows; their number is known only on the device, so the grid covers a
+  // Pass 2 over the flagged rows (in "fast" mode only those without a finite score); their number is known only on the device, so the grid covers a
   // fraction of the rows (blocks loop over further flagged tiles; idle ones exit at once), and the
   // codebook is split over blockIdx.y so that a few flagged tiles still fill the GPU.
   const int split = a.nchunks < kPass2Split ? a.nchunks : kPass2Split;

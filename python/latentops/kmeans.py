@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from typing import NamedTuple
 
 import torch
@@ -73,7 +74,9 @@ def kmeans(
     Args:
         x: (N, D) float tensor (float32, float16, bfloat16 or float64) on any device. Centroid sums
             are accumulated in float32 (float64 for float64 x).
-        k: number of clusters, 1 ≤ k ≤ N.
+        k: number of clusters, 1 ≤ k ≤ N. k, iters, n_init, batch_size and
+            max_points_per_centroid take Python or numpy integers or 0-d integer tensors (not bool
+            or float).
         iters: assignment steps per run, and for the refinement (each step is one pass of
             nearest_centroid over the points). 300, scikit-learn's max_iter, lets a small problem
             converge and be refined; pass e.g. 20-25 (FAISS's default niter is 25) for a fast
@@ -91,8 +94,9 @@ def kmeans(
             moved by at most tol × (mean variance of x's columns) in total squared distance, as
             in scikit-learn (0: only when no label changes). The variance comes from at most
             32,768 evenly spaced rows.
-        seed: seeds a CPU torch.Generator that draws all randomness, so results are deterministic
-            for a seed on a given device and backend.
+        seed: an integer (Python, numpy or a 0-d integer tensor) in [−2⁶³, 2⁶⁴); seeds a CPU
+            torch.Generator that draws all randomness, so results are deterministic for a seed on a
+            given device and backend.
         backend: passed to latentops.nearest_centroid (None: the fastest for x's device).
         batch_size: points per assignment call; None keeps each batch's temporaries under 256 MiB.
         max_points_per_centroid: if set and N > k · this, train on a random subsample of that many
@@ -106,22 +110,27 @@ def kmeans(
         and inertia are those of an assignment step and centroids are the ones it used, so the
         three agree.
 
+    Non-finite values: x and a tensor `init` must be finite (a ValueError naming the argument
+    otherwise, at the cost of one pass over x and a host sync). A NaN or inf point has no finite
+    distance to any centroid and would make its centroid's mean, and the inertia, NaN; dropping
+    such rows silently would change what is clustered, so the caller decides what they mean.
+    Magnitudes: labels are exact nearest centroids at any magnitude (see nearest_centroid), but
+    for non-float64 x the distances behind the inertia, the farthest-point reseeding and the
+    merge-split draws are float32: past ~1e19 per coordinate they overflow to inf (and runs can
+    no longer be compared), below ~1e-19 they underflow to 0. Scale such data first.
+
     Clusters left empty by an update are re-seeded with the points farthest from their centroids
     (those points leave their old clusters), as scikit-learn does. One host sync per assignment
     step (the inertia and the convergence counts) and one per call (the data's variance, for
     `tol`); none per batch.
     """
-    _check_args(x, k, iters, n_init, init, tol, batch_size)
-    if max_points_per_centroid is not None and (
-        isinstance(max_points_per_centroid, bool)
-        or not isinstance(max_points_per_centroid, int)
-        or max_points_per_centroid < 1
-    ):
-        raise ValueError(f"max_points_per_centroid must be None or an int ≥ 1, got {max_points_per_centroid!r}")
+    k, iters, n_init, batch_size, max_points_per_centroid, seed = _check_args(
+        x, k, iters, n_init, init, tol, batch_size, max_points_per_centroid, seed
+    )
     n, d = x.shape
     if batch_size is None:
         batch_size = max(1, _BATCH_BYTES // (4 * d + 16))
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(seed)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     runs = 1 if isinstance(init, torch.Tensor) else n_init
     best: _Descent | None = None
@@ -158,7 +167,25 @@ def kmeans(
     return KMeansResult(best.centroids.to(x.dtype), best.labels, best.inertia)
 
 
-def _check_args(x, k, iters, n_init, init, tol, batch_size) -> None:
+def _integer(name: str, value, *, optional: bool = False) -> int | None:
+    """value as a Python int: ints, numpy integers and 0-d integer tensors (operator.index), not
+    bool or float (a float count or seed is a mistake to report, not to round)."""
+    if value is None and optional:
+        return None
+    refused = isinstance(value, (bool, float)) or (
+        isinstance(value, torch.Tensor) and (value.dim() != 0 or value.dtype == torch.bool)
+    )
+    try:
+        if refused:
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        allowed = "None or an integer" if optional else "an integer"
+        raise TypeError(f"{name} must be {allowed}, got {type(value).__name__} {value!r}") from None
+
+
+def _check_args(x, k, iters, n_init, init, tol, batch_size, max_points_per_centroid, seed) -> tuple:
+    """Checks every argument; returns the integer ones as Python ints."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in _KMEANS_FLOAT_DTYPES:
@@ -167,9 +194,12 @@ def _check_args(x, k, iters, n_init, init, tol, batch_size) -> None:
         raise ValueError(f"x must be 2-D (N, D), got shape {tuple(x.shape)}")
     if x.shape[1] == 0:
         raise ValueError(f"x must have D ≥ 1 columns, got shape {tuple(x.shape)}")
-    for name, value in (("k", k), ("iters", iters), ("n_init", n_init)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    k, iters, n_init = _integer("k", k), _integer("iters", iters), _integer("n_init", n_init)
+    batch_size = _integer("batch_size", batch_size, optional=True)
+    max_points_per_centroid = _integer("max_points_per_centroid", max_points_per_centroid, optional=True)
+    seed = _integer("seed", seed)
+    if not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
+        raise ValueError(f"seed must be in [-2**63, 2**64), got {seed}")
     if k < 1 or k > x.shape[0]:
         raise ValueError(f"k must satisfy 1 ≤ k ≤ N = {x.shape[0]} (x has shape {tuple(x.shape)}), got k = {k}")
     if iters < 1:
@@ -178,17 +208,26 @@ def _check_args(x, k, iters, n_init, init, tol, batch_size) -> None:
         raise ValueError(f"n_init must be ≥ 1, got {n_init}")
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
         raise ValueError(f"tol must be a number ≥ 0, got {tol!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be None or an int ≥ 1, got {batch_size!r}")
+    if max_points_per_centroid is not None and max_points_per_centroid < 1:
+        raise ValueError(f"max_points_per_centroid must be None or an int ≥ 1, got {max_points_per_centroid!r}")
     if isinstance(init, torch.Tensor):
         if not init.is_floating_point():
             raise TypeError(f"init must be a float tensor, got {init.dtype}")
         if tuple(init.shape) != (k, x.shape[1]):
             raise ValueError(f"init tensor must have shape (k, D) = {(k, x.shape[1])}, got {tuple(init.shape)}")
+        if not bool(init.isfinite().all()):
+            raise ValueError("init must be finite: it holds NaN or inf")
     elif not isinstance(init, str):
         raise TypeError(f"init must be one of {INIT_METHODS} or a (k, D) tensor, got {type(init).__name__}")
     elif init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS} or a (k, D) tensor, got {init!r}")
+    # Last: the one check that reads all of x (and syncs with its device).
+    bad = int((~x.detach().isfinite()).any(1).sum())
+    if bad:
+        raise ValueError(f"x must be finite: {bad} of its {x.shape[0]} rows hold NaN or inf")
+    return k, iters, n_init, batch_size, max_points_per_centroid, seed
 
 
 def _mean_variance(x: torch.Tensor) -> float:

@@ -199,3 +199,89 @@ def test_cuda_large_against_reference(gen):
             for accuracy in ["exact", "fast"]:
                 indices, sq_dist = latentops.nearest_centroid(z, c, accuracy=accuracy, backend=backend)
                 check_result(z[:2000], c, indices[:2000], sq_dist[:2000], accuracy)
+
+
+# Regression tests of issue 10 (silent wrong answers found by fuzzing).
+
+
+def _direct64(z, c):
+    """(N, K) float64 squared distances Σ (z − c)², straight from the definition."""
+    z64, c64 = z.double().cpu().reshape(-1, z.shape[-1]), c.double().cpu()
+    return (z64[:, None, :] - c64[None, :, :]).square().sum(-1)
+
+
+def _assert_nearest(z, c, indices, rel=1e-5):
+    dist = _direct64(z, c)
+    chosen = dist.gather(1, indices.cpu().reshape(-1, 1)).squeeze(1)
+    assert (chosen <= dist.min(1).values * (1 + rel)).all(), (chosen, dist.min(1).values)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_codebook_row_is_never_chosen(backend):
+    # The torch reference's tie allowance became NaN with a NaN codebook row: every index was 0.
+    device = _device(backend)
+    z = torch.tensor([[1.0], [5.0]], device=device)
+    c = torch.tensor([[float("nan")], [1.0], [5.0]], device=device)
+    for accuracy in ("exact", "fast"):
+        indices, sq_dist = latentops.nearest_centroid(z, c, accuracy=accuracy, backend=backend)
+        assert indices.tolist() == [1, 2] and sq_dist.tolist() == [0.0, 0.0]
+
+
+def test_float64_far_from_the_origin_is_exact(gen):
+    # The reference's allowance 1e-12·(‖z‖² + max‖c‖²) dwarfed the gaps at offset 1e4: 916 of 1000
+    # indices were wrong, and kmeans left 479 labels away from their nearest centroid.
+    z = 1e4 + 0.01 * torch.randn(1000, 4, dtype=torch.float64, generator=gen)
+    c = 1e4 + 0.01 * torch.randn(16, 4, dtype=torch.float64, generator=gen)
+    indices, sq_dist = latentops.nearest_centroid(z, c)
+    assert torch.equal(indices, _direct64(z, c).argmin(1))
+    torch.testing.assert_close(sq_dist, _direct64(z, c).min(1).values, rtol=1e-12, atol=0)
+    result = latentops.kmeans(z, 16, seed=0)
+    assert torch.equal(result.labels, _direct64(z, result.centroids).argmin(1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("accuracy", ["exact", "fast"])
+def test_extreme_magnitudes(backend, accuracy, gen):
+    # Triton "exact" missed 63 of 64 rows of float32 data around 1e-30 (the products underflow: every
+    # score 0, every row "certified") and codebooks around 1e30 (‖c‖² overflows). Centring and a
+    # power-of-two scale fix both, in "fast" mode too (fp32 inputs).
+    if backend == "cuda" and accuracy == "fast":
+        pytest.skip("the CUDA kernel's fast mode scores unscaled tf32 products (only exact is fixed)")
+    device = _device(backend)
+    for z_scale, c_scale in [(1e-30, 1e-30), (1.0, 1e30), (1e30, 1e30), (1e-20, 1e-20), (1e18, 1e18)]:
+        z = (z_scale * torch.randn(64, 8, generator=gen)).to(device)
+        c = (c_scale * torch.randn(16, 8, generator=gen)).to(device)
+        indices, sq_dist = latentops.nearest_centroid(z, c, accuracy=accuracy, backend=backend)
+        _assert_nearest(z, c, indices)
+        expected = _direct64(z, c).gather(1, indices.cpu()[:, None]).squeeze(1)
+        # sq_dist is float32: it underflows to 0 or overflows to inf where the distance does.
+        in_range = expected < 3e38
+        assert sq_dist.cpu()[~in_range].isinf().all()
+        torch.testing.assert_close(sq_dist.cpu()[in_range].double(), expected[in_range], rtol=1e-5, atol=1e-37)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("accuracy", ["exact", "fast"])
+def test_non_finite_policy(backend, accuracy):
+    # The policy in the op's docstring, case by case.
+    device = _device(backend)
+    nan, inf = float("nan"), float("inf")
+    c = torch.tensor([[nan, 0.0], [inf, 0.0], [-1.0, 0.0], [3.0, 0.0], [1.0, 0.0]], device=device)
+    z = torch.tensor(
+        [
+            [1.2, 0.0],  # finite: the nearest finite row (4), never the NaN or inf ones
+            [nan, 0.0],  # NaN in z: all distances NaN -> 0, NaN
+            [inf, 0.0],  # +inf: NaN to rows 0 and 1 (inf − inf), +inf to the others -> 2
+            [-inf, 0.0],  # −inf: NaN to row 0, +inf to the rest (row 1 included) -> 1
+            [0.0, inf],  # +inf in the other column: +inf to rows 1..4 -> 1
+        ],
+        device=device,
+    )
+    indices, sq_dist = latentops.nearest_centroid(z, c, accuracy=accuracy, backend=backend)
+    assert indices.tolist() == [4, 0, 2, 1, 1]
+    sq = sq_dist.cpu()
+    assert sq[0].item() == pytest.approx(0.04, rel=1e-6)
+    assert sq[1].isnan() and sq[2:].isinf().all()
+    # A codebook with no finite row: a finite z is +inf from the inf rows and NaN from the NaN row.
+    indices, _ = latentops.nearest_centroid(z[:1], c[:2], accuracy=accuracy, backend=backend)
+    assert indices.tolist() == [1]

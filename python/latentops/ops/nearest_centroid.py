@@ -46,8 +46,22 @@ def nearest_centroid(
         the lowest index, like torch.argmin. sq_dist is Σ (z − c)² of the chosen centroid computed
         directly in fp32, and is differentiable with respect to z and codebook; indices are not.
 
-    NaN: a NaN distance never wins over a number; a row whose distances are all NaN (z has a NaN)
-    gets index 0 and a NaN distance. Inputs are not scanned for NaN (that would cost a host sync).
+    Magnitudes: "exact" holds for finite float32/float16/bfloat16 values of any magnitude, around
+    1e-30 or 1e30 and far from the origin alike (the backends centre and scale, or decide in
+    float64); only sq_dist, a float32, underflows to 0 or overflows to inf there. float64 distances
+    past ~1e308 overflow to +inf and tie. "fast" scores fp32 data centred and scaled on Triton,
+    but unscaled on CUDA, whose products underflow around 1e-19 and overflow around 1e19.
+
+    NaN and inf (every backend, both accuracies): the index is the argmin of the direct distance Σ (z − c)² under
+    IEEE rules, where a NaN distance never wins over a number (+inf included):
+    - a codebook row holding a NaN is never chosen for a row that has a number among its distances;
+    - a codebook row holding ±inf is +inf away from every finite z (so never chosen over a finite
+      row) and NaN away from a z with the same infinity in that column (inf − inf);
+    - a z row holding a NaN has only NaN distances: index 0, sq_dist NaN;
+    - a z row holding ±inf is +inf or NaN away from every centroid: the lowest index whose
+      distance is +inf (0 if all are NaN), sq_dist inf (NaN).
+    Ties, +inf ones included, go to the lowest index. Inputs are not scanned for NaN (that would
+    cost a host sync).
     """
     _, d = check_vectors(z, codebook)
     check_choice("accuracy", accuracy, ACCURACIES)
