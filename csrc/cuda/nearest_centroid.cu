@@ -515,8 +515,10 @@ __global__ void nc_finish_kernel(const T* z, const T* c, int64_t n, int64_t d, i
       if (!certified) {
         const int pos = atomicAdd(count, 1);
         rows[pos] = i;
-        thr[pos] = threshold;
-        cand_cnt[pos] = 0;
+        // A NaN threshold makes every column a candidate: nc_resolve rescans them all, without pass
+        // 2 (which fast mode does not run, nor has the workspace for).
+        if (exact) thr[pos] = threshold;
+        cand_cnt[pos] = threshold == threshold ? 0 : kCandCap + 1;
       }
     }
   }
@@ -582,26 +584,27 @@ inline bool has_tensor_core_path() {
 constexpr size_t kAlign = 256;
 inline size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
-// Fast mode on the tensor-core path needs the header and the norms only: the per-row buffers are
-// exact mode's pass 2 and the pre-sm_80 path's (which rescans every row whatever the accuracy).
+// Every path keeps a flagged-row list (rows, cand_cnt: nc_resolve's input); only pass 2 (exact
+// mode on the tensor-core path) needs the second-best scores, thresholds and candidate columns, 20
+// of the 32 bytes per row plus 64 per row of candidates: fast mode does without them.
 struct WsLayout {
   size_t cmax = 0, count = 4, cn, second, rows, thr, cand_cnt, cand, total;
-  WsLayout(int64_t n, int64_t k, bool exact) {
+  WsLayout(int64_t n, int64_t k, bool pass2) {
     const size_t kpad = static_cast<size_t>((k + kBN - 1) / kBN) * kBN;
-    const size_t nn = exact ? static_cast<size_t>(n) : 0;
+    const size_t nn = static_cast<size_t>(n), n2 = pass2 ? nn : 0;
     size_t off = kAlign;  // header: cmax bits, flagged count
     cn = off;
     off += align_up(kpad * sizeof(float));
     second = off;
-    off += align_up(nn * sizeof(float));
+    off += align_up(n2 * sizeof(float));
     rows = off;
     off += align_up(nn * sizeof(int64_t));
     thr = off;
-    off += align_up(nn * sizeof(float));
+    off += align_up(n2 * sizeof(float));
     cand_cnt = off;
     off += align_up(nn * sizeof(int));
     cand = off;
-    off += align_up(nn * kCandCap * sizeof(int));
+    off += align_up(n2 * kCandCap * sizeof(int));
     total = off;
   }
 };
@@ -638,7 +641,7 @@ void launch_gemm(const nc_tiles::GemmConfig& config, dim3 grid, const GemmArgs& 
 template <typename T>
 void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t d, bool exact,
                           int64_t* indices, float* sq_dist, void* workspace, cudaStream_t s) {
-  const WsLayout L(n, k, exact || !has_tensor_core_path());
+  const WsLayout L(n, k, exact && has_tensor_core_path());
   char* ws = static_cast<char*>(workspace);
   unsigned* cmax_bits = reinterpret_cast<unsigned*>(ws + L.cmax);
   int* count = reinterpret_cast<int*>(ws + L.count);
@@ -699,14 +702,17 @@ void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t 
       z, c, n, d, indices, sq_dist, second, exact, cmax_bits, ut, count, rows, thr, cand_cnt);
   LATENTOPS_CUDA_CHECK(cudaGetLastError());
 
-  // Pass 2 over the flagged rows (in "fast" mode only those without a finite score); their number is known only on the device, so the grid covers a
-  // fraction of the rows (blocks loop over further flagged tiles; idle ones exit at once), and the
-  // codebook is split over blockIdx.y so that a few flagged tiles still fill the GPU.
-  const int split = a.nchunks < kPass2Split ? a.nchunks : kPass2Split;
-  a.chunks_per_split = (a.nchunks + split - 1) / split;
-  const int split_used = (a.nchunks + a.chunks_per_split - 1) / a.chunks_per_split;
-  launch_gemm<T, true>(config, dim3(clamp_grid((ntiles + kPass2RowFrac - 1) / kPass2RowFrac, 1 << 16), split_used), a,
-                       s);
+  if (exact) {
+    // Pass 2 over the flagged rows; their number is known only on the device, so the grid covers a
+    // fraction of the rows (blocks loop over further flagged tiles; idle ones exit at once), and the
+    // codebook is split over blockIdx.y so that a few flagged tiles still fill the GPU. Fast mode
+    // flags only rows without a finite score, which nc_resolve rescans whole.
+    const int split = a.nchunks < kPass2Split ? a.nchunks : kPass2Split;
+    a.chunks_per_split = (a.nchunks + split - 1) / split;
+    const int split_used = (a.nchunks + a.chunks_per_split - 1) / a.chunks_per_split;
+    const dim3 grid(clamp_grid((ntiles + kPass2RowFrac - 1) / kPass2RowFrac, 1 << 16), split_used);
+    launch_gemm<T, true>(config, grid, a, s);
+  }
 
   nc_resolve_kernel<T><<<clamp_grid((n + 7) / 8, 1 << 14), 256, 0, s>>>(
       z, c, k, d, count, rows, cand_cnt, cand, indices, sq_dist);
@@ -716,7 +722,7 @@ void run_nearest_centroid(const T* z, const T* c, int64_t n, int64_t k, int64_t 
 }  // namespace
 
 size_t nearest_centroid_cuda_workspace_bytes(int64_t n, int64_t k, int64_t /*d*/, Accuracy accuracy) {
-  return WsLayout(n, k, accuracy == Accuracy::kExact || !has_tensor_core_path()).total;
+  return WsLayout(n, k, accuracy == Accuracy::kExact && has_tensor_core_path()).total;
 }
 
 void nearest_centroid_cuda(const NearestCentroidParams& p, void* workspace, void* stream) {
