@@ -44,8 +44,8 @@ _SAFETY = 2.0
 # The pick is accepted without the second-best gap when 2E ≤ _REL_TOL · (lower bound on the true
 # minimum): the contract is 1e-5 relative, the rest is left for the fp32 distance itself.
 _REL_TOL = tl.constexpr(4e-6)
-# fp32 distance dot in exact mode: 3xTF32 runs on tensor cores; "ieee" (FMA) is ~3x slower on H100
-# but has a tighter error bound (fewer rows to rescore).
+# fp32 distance dot in exact mode: 3xTF32 on tensor cores ("ieee" FMA dots were ~3x slower on the
+# H100 for a tighter bound; _dot_error_units bounds the 3xTF32 dot only).
 _EXACT_FP32_PRECISION = "tf32x3"
 _INDEX_NONE = tl.constexpr(2**31 - 1)  # "no finite-or-inf score seen yet" in the running argmin
 
@@ -320,8 +320,6 @@ def _nearest_centroid_finalize_kernel(
 
 def _dot_error_units(dtype: torch.dtype, d: int) -> float:
     """Bound on |fl(z·c) − z·c| in units of 2^-24 · ‖z‖·‖c‖ for the exact-mode dot."""
-    if dtype == torch.float32 and _EXACT_FP32_PRECISION == "ieee":
-        return d + 2.0  # sequential fp32 FMAs
     if dtype == torch.float32:
         # 3xTF32: dropped/rounded low parts ≤ 3·2^-20 per product, then 3D fp32 tensor-core
         # additions that may truncate (2 ulps each).
