@@ -226,7 +226,7 @@ def test_torch_compile_fullgraph(gen):
     [
         ({"codebook": torch.randn(5, 2)}, ValueError, r"D = 2.*\(4, 3\).*\(5, 2\)"),
         ({"codebook": torch.randn(0, 3)}, ValueError, r"codebook must be 2-D \(K, D\) with K ≥ 1"),
-        ({"precision": -1.0}, ValueError, r"precision must be ≥ 0"),
+        ({"precision": -1.0}, ValueError, r"precision must be finite and ≥ 0, got -1.0"),
         (
             {"precision": torch.ones(4, 2)},
             ValueError,

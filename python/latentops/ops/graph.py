@@ -85,14 +85,15 @@ def similarity_graph(
         constant mask).
     """
     xs, kind, n = graph_inputs(x)
-    k = check_graph_options(k, metric, sigma, symmetrize, normalize)
+    k = check_graph_options(k, metric, sigma, symmetrize, normalize, relu)
+    finite = _finite_graphs(xs)
     xs, chosen = _prepare(xs, metric, backend)
     if k is None or k >= n:
         w, _ = _dense(xs, metric, float(sigma), relu, chosen)
     else:
         vals, idx, _ = _knn(xs, k, metric, float(sigma), relu, chosen)
         w = graph_edges.dense_graph(vals, idx, symmetrize)
-    w = reference.normalized(w, normalize)
+    w = torch.where(finite.view(-1, 1, 1), reference.normalized(w, normalize), torch.nan)
     return w[0] if kind == "single" else w
 
 
@@ -144,9 +145,10 @@ def graph_smoothness(
         with respect to x and float labels.
     """
     xs, kind, n = graph_inputs(x)
-    k = check_graph_options(k, metric, sigma, symmetrize, normalize)
+    k = check_graph_options(k, metric, sigma, symmetrize, normalize, relu)
     check_int("power", power)
     y = label_matrix(labels, n, graph_count(xs), xs[0].device, num_classes)
+    finite = _finite_graphs(xs) & y.isfinite().flatten(1).all(1)
     xs, chosen = _prepare(xs, metric, backend)
     g = graph_count(xs)
     y = y.to(xs[0].dtype).expand(g, n, y.shape[-1])
@@ -160,6 +162,7 @@ def graph_smoothness(
     else:
         vals, idx, _ = _knn(xs, k, metric, float(sigma), relu, chosen)
         s = graph_edges.edge_smoothness(vals, idx, y, symmetrize, normalize, power)
+    s = torch.where(finite, s, torch.nan)
     return s[0] if kind == "single" else s
 
 
@@ -169,6 +172,11 @@ def _check_square(name: str, w) -> None:
         raise ValueError(f"{name} must be (..., n, n) with square last dimensions, got shape {tuple(w.shape)}")
 
 
+def _finite_graphs(xs: list[torch.Tensor]) -> torch.Tensor:
+    """(G,) bool: whether every value of each graph's x is finite (the NaN policy's test)."""
+    return torch.cat([t.isfinite().reshape(t.shape[0] if t.dim() == 3 else 1, -1).all(1) for t in xs])
+
+
 def _prepare(xs: list[torch.Tensor], metric: str, backend: str | None):
     """The stages' inputs (float32, or float64 for the torch backend) and the backend to run."""
     dtype = torch.float64 if any(t.dtype == torch.float64 for t in xs) else torch.float32
@@ -176,6 +184,8 @@ def _prepare(xs: list[torch.Tensor], metric: str, backend: str | None):
     xs = [t.to(dtype) for t in xs]
     if metric == "gaussian":  # distances are shift-invariant; centring keeps the Gram form's digits
         xs = [t - t.mean(-2, keepdim=True) for t in xs]
+    else:  # cosines are scale-invariant per row; scaled rows keep ‖x‖² clear of under- and overflow
+        xs = [reference.scaled_rows(t) for t in xs]
     return xs, chosen
 
 

@@ -6,6 +6,8 @@ one table of backends for both."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from latentops import _backend
@@ -97,11 +99,23 @@ def soft_quantize(
 def _precision_layout(precision, lead, n: int, k: int, device) -> tuple[torch.Tensor, PrecisionLayout]:
     """s in the kernels' layout: (1,) scalar, (N,) per row, (K,) per centroid or (N, K) full."""
     if isinstance(precision, (int, float)) and not isinstance(precision, bool):
-        if not precision >= 0:
-            raise ValueError(f"precision must be ≥ 0, got {precision!r}")
-        return torch.full((1,), float(precision), device=device), PrecisionLayout.SCALAR
+        if not 0 <= precision < math.inf:
+            raise ValueError(f"precision must be finite and ≥ 0, got {precision!r}")
+        # float64, so that a float64 call keeps s to the last digit (the caller casts to its dtype)
+        return torch.full((1,), float(precision), dtype=torch.float64, device=device), PrecisionLayout.SCALAR
+    if isinstance(precision, bool) or not isinstance(precision, torch.Tensor):
+        raise TypeError(f"precision must be a float or a tensor, got {type(precision).__name__}")
     check_tensor("precision", precision)
     check_same_device(z=torch.empty(0, device=device), precision=precision)
+    # The same rule for a tensor, by value: one device-to-host sync for a CUDA tensor. Skipped while
+    # torch.compile traces (a data-dependent branch would break the graph).
+    if (
+        not torch.compiler.is_compiling()
+        and precision.numel()
+        and not bool(((precision >= 0) & (precision < math.inf)).all())
+    ):
+        bad = precision[~((precision >= 0) & (precision < math.inf))].reshape(-1)[0].item()
+        raise ValueError(f"precision must be finite and ≥ 0 everywhere, got an entry {bad!r}")
     shape = tuple(precision.shape)
     layouts = {
         (): PrecisionLayout.SCALAR,
