@@ -97,6 +97,8 @@ def soft_quantize(
         log_prior = log_prior.to(acc).contiguous()
     chosen = KERNELS.resolve(backend, z.device, dtype)
     z2, c = z.reshape(n, d).to(dtype), codebook.to(dtype)
+    if isinstance(precision, (int, float)) and precision > torch.finfo(acc).max:
+        raise ValueError(f"precision must be finite in the compute dtype {acc}, got {precision!r}")
     s = s.to(acc)
     z_hat, _ = _forward(z2, c, s, int(layout), log_prior, accuracy, chosen)
     # The NaN policy, enforced here rather than trusted to each kernel's clamps and maxima.
