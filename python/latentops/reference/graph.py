@@ -114,11 +114,12 @@ def _rsqrt_parts(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def sym_normalized(w: torch.Tensor, d_row: torch.Tensor, d_col: torch.Tensor) -> torch.Tensor:
     """w·d_row^(−1/2)·d_col^(−1/2) (0 where a degree is ≤ 0), never forming d^(−1/2) or its products
-    themselves: exact powers of two carry the exponents. q_i·q_j first and one exponent sum, so a
-    symmetric W stays exactly so."""
+    themselves: exact powers of two carry the exponents. The power of two first (a subnormal w
+    times q ~ 1 would round to the subnormal grid; scaled first, it is exact), then q_i·q_j as one
+    factor, so a symmetric W stays exactly so."""
     q_row, h_row = _rsqrt_parts(d_row)
     q_col, h_col = _rsqrt_parts(d_col)
-    return times_pow2(w * (q_row * q_col), h_row + h_col)
+    return times_pow2(w, h_row + h_col) * (q_row * q_col)
 
 
 def rw_normalized(w: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
