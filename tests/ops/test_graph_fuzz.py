@@ -186,6 +186,41 @@ def test_similarity_graph_matches_the_formula(p):
                 else (ref.abs().max().item() if ref.numel() else 0.0) + 1.0
             )
             torch.testing.assert_close(mine.double(), ref, rtol=tol, atol=tol * scale, msg=f"{backend} graph {g}")
+        if p["n"] > 1 and p["dtype"] != torch.float16 and p["normalize"] in (None, "none"):
+            _check_gradients(p, x, opts, backend)  # (normalized: 1/d amplifies rounding, left out)
+
+
+def _check_gradients(p, x, opts, backend):
+    """dL/dx for L = Σ G ⊙ W against torch autograd through the float64 formulas."""
+    inputs = x if isinstance(x, list) else [x]
+    leaves = [t.detach().requires_grad_(True) for t in inputs]
+    out = latentops.similarity_graph(leaves if isinstance(x, list) else leaves[0], backend=backend, **opts)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out.backward(grad_out.to(out.dtype))
+    refs = [t.detach().double().requires_grad_(True) for t in inputs]
+    graphs = list(refs[0].unbind(0)) if p["form"] == "batch" else refs
+    want = [
+        direct_normalized(
+            direct_knn(direct_similarity(g, p["metric"], p["sigma"], p["relu"]), p["k"], p["symmetrize"]),
+            p["normalize"],
+        )
+        for g in graphs
+    ]
+    torch.stack(want).backward(grad_out.reshape(len(want), p["n"], p["n"]))
+    rel = 1e-9 if p["dtype"] == torch.float64 else 2e-3
+    for mine, ref in zip(leaves, refs):
+        assert mine.grad is not None and mine.grad.isfinite().all(), backend
+        # The size of the terms row i's gradient sums, which sets its rounding noise: Σ|G|/‖x_i‖
+        # for cosines, Σ|G|·(|x_i| + max|x|)/σ² for the Gaussian.
+        x64 = ref.detach()
+        if p["metric"] == "cosine":
+            norms = x64.norm(dim=-1, keepdim=True)
+            size = torch.where(norms > 0, 1.0 / torch.where(norms > 0, norms, 1.0), 0.0)
+        else:
+            size = (x64.abs().amax(-1, keepdim=True) + x64.abs().amax()) / p["sigma"] ** 2
+        size = size * grad_out.abs().sum()
+        gap = (mine.grad.double() - ref.grad).abs()
+        assert (gap <= rel * size).all(), (backend, gap.max(), size.max())
 
 
 @settings(max_examples=fuzz_examples(20))
