@@ -161,7 +161,7 @@ def _backends(dtype):
     return ["torch"] if dtype == torch.float64 else CPU_BACKENDS  # float64 runs on the reference
 
 
-@settings(max_examples=fuzz_examples(25))
+@settings(max_examples=fuzz_examples(40))
 @given(p=graph_inputs())
 def test_similarity_graph_matches_the_formula(p):
     gen = torch.Generator().manual_seed(p["seed"])
@@ -223,7 +223,7 @@ def _check_gradients(p, x, opts, backend):
         assert (gap <= rel * size).all(), (backend, gap.max(), size.max())
 
 
-@settings(max_examples=fuzz_examples(20))
+@settings(max_examples=fuzz_examples(30))
 @given(p=graph_inputs(), power=st.sampled_from([1, 2]), int_labels=st.booleans())
 def test_graph_smoothness_matches_the_formula(p, power, int_labels):
     gen = torch.Generator().manual_seed(p["seed"])

@@ -69,7 +69,7 @@ def problems(draw):
     return n, k, d, dtype, layout, scale, offset, s_value, with_prior, contiguous, seed
 
 
-@settings(max_examples=fuzz_examples(20))
+@settings(max_examples=fuzz_examples(40))
 @given(problem=problems())
 def test_forward_and_backward_match_the_direct_formula(problem):
     n, k, d, dtype, layout, scale, offset, s_value, with_prior, contiguous, seed = problem
