@@ -62,13 +62,6 @@ using Buffer = AlignedBuffer<float>;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-inline float hmax(__m256 v) {
-  __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_max_ss(h, _mm_movehdup_ps(h));
-  return _mm_cvtss_f32(h);
-}
-
 // Lanes [0, count) set.
 inline __m256i lane_mask(int64_t count) {
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -181,23 +174,51 @@ inline __m256 sq_distance(__m256 zn, const float* c_sq, const float* dot) {
   return _mm256_max_ps(v, _mm256_setzero_ps());
 }
 
-// (l − ref) for 8 centroids, l = −½ s ‖z' − c'‖² + b: the distance and the logit in float64, because
-// |l| can be in the thousands while the softmax needs l − max to a few ulps of float.
-inline __m256 logit_minus(__m256d zn, const double* c_sq, const float* dot, __m256 sv, const float* bias, __m256d ref) {
+// The logits l = −½ s ‖z' − c'‖² + b of 8 centroids, as two float64 halves: the distance and the logit
+// in float64, because |l| can be in the thousands (or beyond 1e9) while the softmax needs l − max to a
+// few ulps of float.
+inline void logits_pd(__m256d zn, const double* c_sq, const float* dot, __m256 sv, const float* bias, __m256d (&l)[2]) {
   const __m256 dot_f = _mm256_loadu_ps(dot);
   const __m256 b_f = _mm256_loadu_ps(bias);
   const __m256d zero = _mm256_setzero_pd(), minus_half = _mm256_set1_pd(-0.5), two = _mm256_set1_pd(2.0);
-  __m128 half[2];
   for (int h = 0; h < 2; ++h) {
     const __m128 dot4 = h ? _mm256_extractf128_ps(dot_f, 1) : _mm256_castps256_ps128(dot_f);
     const __m128 s4 = h ? _mm256_extractf128_ps(sv, 1) : _mm256_castps256_ps128(sv);
     const __m128 b4 = h ? _mm256_extractf128_ps(b_f, 1) : _mm256_castps256_ps128(b_f);
     __m256d dist = _mm256_fnmadd_pd(two, _mm256_cvtps_pd(dot4), _mm256_add_pd(zn, _mm256_loadu_pd(c_sq + 4 * h)));
     dist = _mm256_max_pd(dist, zero);
-    const __m256d l = _mm256_fmadd_pd(_mm256_mul_pd(minus_half, _mm256_cvtps_pd(s4)), dist, _mm256_cvtps_pd(b4));
-    half[h] = _mm256_cvtpd_ps(_mm256_sub_pd(l, ref));
+    l[h] = _mm256_fmadd_pd(_mm256_mul_pd(minus_half, _mm256_cvtps_pd(s4)), dist, _mm256_cvtps_pd(b4));
   }
-  return _mm256_set_m128(half[1], half[0]);
+}
+
+// (l − ref) for 8 centroids, rounded to float only after the subtraction.
+inline __m256 logit_minus(__m256d zn, const double* c_sq, const float* dot, __m256 sv, const float* bias, __m256d ref) {
+  __m256d l[2];
+  logits_pd(zn, c_sq, dot, sv, bias, l);
+  return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(l[1], ref)), _mm256_cvtpd_ps(_mm256_sub_pd(l[0], ref)));
+}
+
+// max(m, the 8 logits) in float64. The maximum must come from the very values that logit_minus
+// subtracts it from: a float32 maximum is off by an ulp of |l| (64 at |l| = 1e9), which pushed every
+// exp(l − max) below the underflow cutoff (0/0 = NaN) or past the overflow clamp.
+inline __m256d logit_max(__m256d m, __m256d zn, const double* c_sq, const float* dot, __m256 sv, const float* bias) {
+  __m256d l[2];
+  logits_pd(zn, c_sq, dot, sv, bias, l);
+  // max_pd returns its second operand when either is NaN: m first, so a NaN logit reaches the max.
+  return _mm256_max_pd(_mm256_max_pd(m, l[0]), l[1]);
+}
+
+// A running maximum that is still −inf is replaced by 0 before it meets arithmetic, so that
+// exp(−inf − m) = 0 and no −inf − (−inf) appears (a log prior may hold −inf).
+inline double finite_or_zero(double m) { return m == -std::numeric_limits<double>::infinity() ? 0.0 : m; }
+
+// The largest lane, or NaN when a lane is NaN.
+inline double hmax_pd(__m256d v) {
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, v);
+  double m = lanes[0];
+  for (int i = 1; i < 4; ++i) m = std::isnan(lanes[i]) ? lanes[i] : std::max(m, lanes[i]);
+  return m;
 }
 
 // Copies rows [row0, row0 + rows) of x (n x d) minus `shift` (or not) into a zero-padded R x dp panel;
@@ -219,7 +240,8 @@ void load_rows(const float* x, const float* shift, int64_t row0, int64_t rows, i
 }
 
 struct ForwardScratch {
-  Buffer zp, tile, acc, zn, m, sum;
+  Buffer zp, tile, acc, zn, sum;
+  std::vector<double> m;  // running row maxima, in float64 like the logits they are subtracted from
 };
 
 template <PrecisionLayout M>
@@ -230,12 +252,12 @@ void forward_block(const float* z, const float* s, const Prepared& pc, int64_t r
   float* tile = w.tile.get();
   float* acc = w.acc.get();
   float* zn = w.zn.get();
-  float* m = w.m.get();
+  double* m = w.m.data();
   float* sum = w.sum.get();
   double zn_d_row[kRowBlock];
   load_rows(z, pc.mu.data(), row0, rows, d, dp, zp, zn, zn_d_row);
   std::fill(acc, acc + rows * dp, 0.f);
-  std::fill(m, m + rows, kNegInf);
+  std::fill(m, m + rows, -std::numeric_limits<double>::infinity());
   std::fill(sum, sum + rows, 0.f);
 
   for (int64_t blk = 0; blk < pc.blocks; ++blk) {
@@ -249,26 +271,22 @@ void forward_block(const float* z, const float* s, const Prepared& pc, int64_t r
     for (int64_t r = 0; r < rows; ++r) {
       float* t_row = tile + r * kColBlock;
       const int64_t row = row0 + r;
-      const __m256 zn_v = _mm256_set1_ps(zn[r]);
-      const __m256 minus_half = _mm256_set1_ps(-0.5f);
-      __m256 mx = _mm256_set1_ps(kNegInf);
+      const __m256d zn_d = _mm256_set1_pd(zn_d_row[r]);
+      const double* c_sq_d = pc.c_sq_d.data() + j0;
+      __m256d mx = _mm256_set1_pd(-std::numeric_limits<double>::infinity());
       for (int64_t j = 0; j < kb8; j += 8) {
-        const __m256 sv = load_s<M>(s, s_col, row, k, j0 + j, kb - j);
-        const __m256 dist = sq_distance(zn_v, c_sq + j, t_row + j);
         // Padding columns have bias −inf and s 0 (or masked 0), so their logit is −inf.
-        mx = _mm256_max_ps(mx, _mm256_fmadd_ps(_mm256_mul_ps(minus_half, sv), dist, _mm256_loadu_ps(bias + j)));
+        mx = logit_max(mx, zn_d, c_sq_d + j, t_row + j, load_s<M>(s, s_col, row, k, j0 + j, kb - j), bias + j);
       }
-      const float tile_max = hmax(mx);
-      if (tile_max > m[r]) {
-        const float scale = static_cast<float>(std::exp(static_cast<double>(m[r]) - tile_max));  // 0 at first
+      const double tile_max = hmax_pd(mx);
+      if (tile_max > m[r] || std::isnan(tile_max)) {  // a NaN logit makes the row NaN
+        const float scale = static_cast<float>(std::exp(m[r] - tile_max));  // 0 at first
         sum[r] *= scale;
         float* a = acc + r * dp;
         for (int64_t t = 0; t < dp; ++t) a[t] *= scale;
         m[r] = tile_max;
       }
-      const __m256d mv = _mm256_set1_pd(m[r]);
-      const __m256d zn_d = _mm256_set1_pd(zn_d_row[r]);
-      const double* c_sq_d = pc.c_sq_d.data() + j0;
+      const __m256d mv = _mm256_set1_pd(finite_or_zero(m[r]));
       __m256 total = _mm256_setzero_ps();
       for (int64_t j = 0; j < kb8; j += 8) {
         const __m256 sv = load_s<M>(s, s_col, row, k, j0 + j, kb - j);
@@ -292,6 +310,7 @@ void forward_block(const float* z, const float* s, const Prepared& pc, int64_t r
 struct BackwardScratch {
   Buffer gz, tile, acc, zn, delta, row_w, row_s, dist_ref;
   std::vector<double> lse;
+  std::vector<double> block_ref;  // with the cache: blocks x R
   Buffer grad_c;  // kpad x dp
   std::vector<double> col_w, col_a, col_s;  // Σ_n w_nk, Σ_n a_nk, Σ_n dL/ds_nk (per centroid)
   Buffer tile_cols;                         // per-tile column sums (3 x kColBlock)
@@ -330,8 +349,9 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
   load_rows(z, pc.mu.data(), row0, rows, d, dp, gz + R * dp, zn, zn_d_row);
   const float* s_col = pc.s_col.get();
 
-  // Sweep 1 recomputes the softmax: the stored lse is float (an ulp of a large |lse| would be a
-  // visible error in every p), and δ_n = Σ_k p g·c' from the same products as in sweep 2 makes
+  // Sweep 1 recomputes the softmax with its own float64 running maximum: the stored lse is float (an
+  // ulp of a large |lse| would be a visible error in every p, and beyond |l| ~ 1e9 pushes every
+  // exp(l − lse) under the underflow cutoff), and δ_n = Σ_k p g·c' from the same products as in sweep 2 makes
   // Σ_k a_nk vanish to rounding, so a one-hot row (large s) gets a ≈ 0 instead of noise. With it
   // comes E_p[dist], the reference that keeps the row-summed grad_s free of cancellation.
   for (int64_t r = 0; r < rows; ++r) {
@@ -340,7 +360,8 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
     row_s[r] = 0.f;
   }
   std::vector<double> sum_p(static_cast<size_t>(rows), 0.0), sum_pg(static_cast<size_t>(rows), 0.0),
-      sum_pd(static_cast<size_t>(rows), 0.0);
+      sum_pd(static_cast<size_t>(rows), 0.0), row_max(static_cast<size_t>(rows), -std::numeric_limits<double>::infinity());
+  double* block_ref = w.block_ref.data();  // with the cache: the maximum each block's p₁ was taken against
   for (int64_t blk = 0; blk < pc.blocks; ++blk) {
     const int64_t j0 = blk * kColBlock;
     const int64_t kb = std::min(kColBlock, k - j0);
@@ -355,7 +376,21 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
       const float* gc_row = tile + r * kColBlock;
       const float* dot_row = tile + (R + r) * kColBlock;
       float* p_keep = tile + (2 * R + r) * kColBlock;  // only with the cache
-      const __m256d zn_d = _mm256_set1_pd(zn_d_row[r]), lse_v = _mm256_set1_pd(lse[r]);
+      const __m256d zn_d = _mm256_set1_pd(zn_d_row[r]);
+      __m256d mx = _mm256_set1_pd(-std::numeric_limits<double>::infinity());
+      for (int64_t j = 0; j < kb8; j += 8)
+        mx = logit_max(mx, zn_d, c_sq_d + j, dot_row + j, load_s<M>(s, s_col, row, k, j0 + j, kb - j), bias + j);
+      const double tile_max = hmax_pd(mx);
+      if (tile_max > row_max[r] || std::isnan(tile_max)) {  // online softmax: rescale what was summed
+        const double scale = std::exp(row_max[r] - tile_max);
+        sum_p[r] *= scale;
+        sum_pg[r] *= scale;
+        sum_pd[r] *= scale;
+        row_max[r] = tile_max;
+      }
+      const double ref = finite_or_zero(row_max[r]);
+      if (cache) block_ref[blk * R + r] = ref;
+      const __m256d lse_v = _mm256_set1_pd(ref);
       const __m256 zn_v = _mm256_set1_ps(zn[r]);
       // Float64 sums: p·(g·c') is exact there, so a one-hot row gets δ = g·c'_k exactly.
       __m256d sp = _mm256_setzero_pd(), spg = sp, spd = sp;
@@ -380,14 +415,15 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
       if (kRowConstant) sum_pd[r] += hsum_pd(spd);
     }
   }
-  // With the cache, sweep 2 takes p = p₁ / Σ p₁ (p₁ = exp(l − stored lse), kept by sweep 1) instead of
-  // a second exp: the same as exp(l − refined lse) up to rounding.
-  float p_scale[kRowBlock];
+  // With the cache, sweep 2 takes p = p₁ · exp(ref − max) / Σ p (p₁ = exp(l − ref), kept by sweep 1
+  // against its block's running maximum ref) instead of a second exp: the same as exp(l − lse) up to
+  // rounding.
+  double p_scale[kRowBlock];
   for (int64_t r = 0; r < rows; ++r) {
-    p_scale[r] = 1.f;
+    p_scale[r] = 1.0;
     if (sum_p[r] > 0.0 && std::isfinite(sum_p[r])) {
-      p_scale[r] = static_cast<float>(1.0 / sum_p[r]);
-      lse[r] += std::log(sum_p[r]);
+      p_scale[r] = 1.0 / sum_p[r];
+      lse[r] = finite_or_zero(row_max[r]) + std::log(sum_p[r]);
       delta[r] = static_cast<float>(sum_pg[r] / sum_p[r]);
       dist_ref[r] = static_cast<float>(sum_pd[r] / sum_p[r]);
     } else {
@@ -423,7 +459,8 @@ void backward_block(const float* grad, const float* z, const float* s, const Pre
       const __m256 zn_v = _mm256_set1_ps(zn[r]);
       const __m256 delta_v = _mm256_set1_ps(delta[r]);
       const __m256 ref_v = _mm256_set1_ps(dist_ref[r]);
-      const __m256 scale_v = _mm256_set1_ps(p_scale[r]);
+      const __m256 scale_v = _mm256_set1_ps(static_cast<float>(
+          cache ? p_scale[r] * std::exp(block_ref[blk * R + r] - finite_or_zero(row_max[r])) : p_scale[r]));
       const float* p_kept = tile + (2 * R + r) * kColBlock;  // only with the cache
       __m256 sum_w = _mm256_setzero_ps(), sum_s = _mm256_setzero_ps();
       float* gs_row = M == PrecisionLayout::kFull && grad_s ? grad_s + row * k + j0 : nullptr;
@@ -510,7 +547,7 @@ void forward_all(const float* z, const float* s, const Prepared& pc, int64_t n, 
     w.tile.reset(static_cast<size_t>(kRowBlock * kColBlock));
     w.acc.reset(static_cast<size_t>(kRowBlock * pc.dp));
     w.zn.reset(kRowBlock);
-    w.m.reset(kRowBlock);
+    w.m.assign(kRowBlock, 0.0);
     w.sum.reset(kRowBlock);
   }
 #pragma omp parallel num_threads(team) if (team > 1)
@@ -546,7 +583,10 @@ void backward_all(const float* grad, const float* z, const float* s, const Prepa
     w.col_a.assign(static_cast<size_t>(k), 0.0);
     if (M == PrecisionLayout::kPerCentroid) w.col_s.assign(static_cast<size_t>(k), 0.0);
     w.tile_cols.reset(3 * kColBlock);
-    if (pc.kpad <= 8192) w.cache.reset(static_cast<size_t>(pc.blocks * 3 * kRowBlock * kColBlock));
+    if (pc.kpad <= 8192) {
+      w.cache.reset(static_cast<size_t>(pc.blocks * 3 * kRowBlock * kColBlock));
+      w.block_ref.assign(static_cast<size_t>(pc.blocks * kRowBlock), 0.0);
+    }
   }
 #pragma omp parallel num_threads(team) if (team > 1)
   {

@@ -362,3 +362,129 @@ def test_normalize_graph_fuzzed(n, lead, normalize, scale, seed):
     torch.testing.assert_close(out, ref.normalized(w, normalize))
     if normalize == "sym":
         torch.testing.assert_close(out, out.transpose(-1, -2))
+
+
+# -- issue 10: subnormal degrees, tiny and huge cosine rows, named errors, the NaN/inf policy ------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_issue10_subnormal_degrees_normalize_exactly(backend):
+    """exp(−91.125) is subnormal in float32: d^(−1/2)·d^(−1/2) overflowed to inf (inf·0 = NaN)."""
+    device = _device(backend)
+    x = torch.tensor([[0.0], [13.5], [100.0]], device=device)
+    expected = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    for normalize in ("sym", "rw"):
+        w = latentops.similarity_graph(x, metric="gaussian", normalize=normalize, backend=backend)
+        torch.testing.assert_close(w.cpu(), expected, rtol=1e-6, atol=0)
+        w = latentops.similarity_graph(x, k=1, metric="gaussian", normalize=normalize, backend=backend)
+        torch.testing.assert_close(w.cpu(), expected, rtol=1e-6, atol=0)
+    w = latentops.similarity_graph(x, metric="gaussian", backend=backend)
+    assert 0 < w[0, 1].item() < 1e-38
+    lap = torch.tensor([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    for normalize in ("sym", "rw"):
+        torch.testing.assert_close(latentops.laplacian(w, normalize).cpu(), lap, rtol=1e-6, atol=0)
+        torch.testing.assert_close(latentops.normalize_graph(w, normalize).cpu(), expected, rtol=1e-6, atol=0)
+        labels = torch.tensor([0, 1, 1], device=device)
+        for k in (None, 2):
+            s = latentops.graph_smoothness(x, labels, k=k, metric="gaussian", normalize=normalize, backend=backend)
+            assert s.item() == pytest.approx(2.0, rel=1e-6)
+    # float64, where exp(−722) is subnormal: the same.
+    w64 = latentops.similarity_graph(
+        torch.tensor([[0.0], [38.0], [100.0]], dtype=torch.float64), metric="gaussian", normalize="sym"
+    )
+    torch.testing.assert_close(w64, expected.double(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_issue10_tiny_and_huge_cosine_rows(backend):
+    """‖x‖² underflowed for |x| ≲ 1e-23 (zero rows) and overflows for |x| ≳ 1e19."""
+    device = _device(backend)
+    base = torch.tensor([[1.0, 2.0], [2.0, 1.0], [1.0, 1.0], [-1.0, 0.5]])
+    expected = ref.similarity(base.double(), relu=False)
+    x = (base * torch.tensor([[1e-30], [1e-40], [1e25], [1.0]])).to(device)
+    for k in (None, 2):
+        w = latentops.similarity_graph(x, k=k, relu=False, symmetrize="none", backend=backend).cpu()
+        want = ref.knn(expected, k, "none")
+        torch.testing.assert_close(w.double(), want, rtol=1e-6, atol=1e-7)
+    # d cos / dx ~ 1/‖x‖: finite down to ‖x‖ ~ 1e-38 in float32 (the 1e-40 row's is beyond float32)
+    x = x[[0, 2, 3]].detach().requires_grad_(True)
+    latentops.similarity_graph(x, k=2, backend=backend).sum().backward()
+    assert x.grad.isfinite().all()
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: latentops.similarity_graph(torch.randn(4, 3), relu="no"), TypeError, r"relu must be a bool"),
+        (lambda: _smooth(labels=torch.tensor([0, -1, 1, 0])), ValueError, r"labels must be class indices ≥ 0"),
+        (lambda: _smooth(labels=torch.tensor([0, 3, 1, 0]), num_classes=3), ValueError, r"labels must be < num"),
+        (lambda: _smooth(labels=torch.tensor([0, 1, 1, 0]), num_classes=-1), ValueError, r"num_classes must be"),
+        (lambda: _smooth(labels=torch.tensor([0, 1, 1, 0]), num_classes=2.0), ValueError, r"num_classes must be"),
+        (lambda: _smooth(relu=1), TypeError, r"relu must be a bool"),
+        (
+            lambda: latentops.graph_smoothness(torch.randn(0, 3), torch.zeros(0, dtype=torch.int64)),
+            ValueError,
+            r"num_classes must be given for empty integer labels",
+        ),
+    ],
+)
+def test_issue10_argument_errors_name_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def _smooth(**kwargs):
+    args = {"x": torch.randn(4, 3), "labels": torch.tensor([0, 1, 1, 0])}
+    args.update(kwargs)
+    return latentops.graph_smoothness(**args)
+
+
+def test_issue10_empty_layers_and_empty_labels():
+    assert latentops.similarity_graph([torch.zeros(0, 3, 4)]).shape == (1, 0, 0)
+    assert latentops.similarity_graph([torch.zeros(0, 3, 4), torch.zeros(0, 2)], k=2).shape == (2, 0, 0)
+    s = latentops.graph_smoothness(torch.randn(0, 3), torch.zeros(0, dtype=torch.int64), num_classes=2)
+    assert s.item() == 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_issue10_nan_policy(backend, gen):
+    """A graph whose x (or labels) holds a NaN or ±inf is NaN throughout; the others are untouched."""
+    device = _device(backend)
+    x = torch.randn(3, 6, 4, generator=gen).to(device)
+    bad = x.clone()
+    bad[1, 2, 3], bad[2, 0, 0] = float("nan"), float("inf")
+    y = torch.rand(6, 2, generator=gen).to(device)
+    for metric in ("cosine", "gaussian"):
+        for k in (None, 2):
+            kw = dict(k=k, metric=metric, normalize="sym", backend=backend)
+            w = latentops.similarity_graph(bad, **kw)
+            assert w[1:].isnan().all()
+            torch.testing.assert_close(w[0], latentops.similarity_graph(x[0], **kw))
+            s = latentops.graph_smoothness(bad, y, **kw)
+            assert s[1:].isnan().all()
+            torch.testing.assert_close(s[0], latentops.graph_smoothness(x[0], y, **kw))
+    y_bad = torch.rand(3, 6, 2, generator=gen).to(device)
+    y_bad[2, 1, 0] = float("nan")
+    s = latentops.graph_smoothness(x, y_bad, backend=backend)
+    assert s[:2].isfinite().all() and s[2].isnan()
+
+
+def test_issue10_laplacian_nan_policy():
+    nan, inf = float("nan"), float("inf")
+    w = torch.rand(5, 5) + 0.1
+    w = w + w.T
+    bad = w.clone()
+    bad[1, 3] = nan
+    bad[3, 1] = inf
+    for normalize in (None, "sym", "rw"):
+        lap = latentops.laplacian(bad, normalize)
+        rows = torch.tensor([1, 3])
+        keep = torch.tensor([0, 2, 4])
+        assert lap[rows].isnan().all()
+        if normalize == "sym":
+            assert lap[:, rows].isnan().all()
+            assert lap[keep][:, keep].isfinite().all()
+        else:
+            assert lap[keep].isfinite().all()
+    assert latentops.normalize_graph(bad, None) is bad
+    assert latentops.normalize_graph(bad, "rw")[rows].isnan().all()

@@ -226,7 +226,7 @@ def test_torch_compile_fullgraph(gen):
     [
         ({"codebook": torch.randn(5, 2)}, ValueError, r"D = 2.*\(4, 3\).*\(5, 2\)"),
         ({"codebook": torch.randn(0, 3)}, ValueError, r"codebook must be 2-D \(K, D\) with K ≥ 1"),
-        ({"precision": -1.0}, ValueError, r"precision must be ≥ 0"),
+        ({"precision": -1.0}, ValueError, r"precision must be finite and ≥ 0, got -1.0"),
         (
             {"precision": torch.ones(4, 2)},
             ValueError,
@@ -266,3 +266,125 @@ def test_peak_memory_stays_far_below_one_nxk_matrix():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     extra = int(out.stdout.strip().splitlines()[-1])
     assert extra < 256 * 2**20, f"fwd+bwd grew the peak RSS by {extra / 2**20:.0f} MiB"
+
+
+# -- issue 10: large logits, precision validation, the NaN/inf policy -----------------------------
+
+
+def _plain64(z, c, s, b=None):
+    """_plain on float64 copies, with the logits shifted by their row max (|l| reaches 1e10 here)."""
+    z, c = z.detach().cpu().double(), c.detach().cpu().double()
+    logits = -0.5 * torch.as_tensor(s, dtype=torch.float64) * torch.cdist(z, c).square()
+    if b is not None:
+        logits = logits + b.detach().cpu().double()
+    return torch.softmax(logits - logits.amax(1, keepdim=True), 1) @ c
+
+
+def _interpreted(backend):
+    return backend == "triton" and not CUDA
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_issue10_large_logits_stay_finite(backend, gen):
+    """The CPU kernel took its running maximum in float32 while the logits were float64: beyond
+    |l| ~ 1e9 every exp(l − max) underflowed (0/0) or overflowed."""
+    device = _device(backend)
+    z = torch.tensor([[1e5]], device=device)
+    c = torch.tensor([[-1.0], [2.0]], device=device, requires_grad=True)
+    out = latentops.soft_quantize(z, c, 0.5, backend=backend)
+    assert out.item() == 2.0
+    out.sum().backward()
+    assert c.grad.isfinite().all()
+    # K = 1: ẑ is the centroid, whatever the logit.
+    c1 = torch.tensor([[3.0]], device=device, requires_grad=True)
+    z1 = torch.tensor([[1e7]], device=device, requires_grad=True)
+    out = latentops.soft_quantize(z1, c1, 1.0, backend=backend)
+    out.sum().backward()
+    assert out.item() == 3.0 and z1.grad.item() == 0.0 and c1.grad.item() == 1.0
+    # s = 1e4, |z| ≈ 100: |l| ~ 1e8; nearly one-hot posteriors.
+    n, k, d = (16, 16, 16) if _interpreted(backend) else (64, 128, 16)
+    z = (torch.randn(n, d, generator=gen) * 25).to(device).requires_grad_(True)
+    c = (torch.randn(k, d, generator=gen) * 25).to(device).requires_grad_(True)
+    out = latentops.soft_quantize(z, c, 1e4, backend=backend)
+    out.backward(torch.randn(n, d, generator=gen).to(device))
+    assert out.isfinite().all() and z.grad.isfinite().all() and c.grad.isfinite().all()
+    assert _rel(out.cpu(), _plain64(z, c, 1e4)) < 1e-5
+
+
+def test_issue10_large_logits_without_the_backward_cache():
+    """K > 8192: the CPU backward recomputes p in its second sweep instead of keeping sweep 1's.
+    (The torch backend's float32 expanded distances cannot resolve this codebook at |z| = 1e5.)"""
+    if "cpu" not in latentops.backends():
+        pytest.skip("the C++ CPU kernel did not load")
+    c = torch.linspace(-1.0, 2.0, 8200).unsqueeze(1).requires_grad_(True)
+    z = torch.tensor([[1e5], [0.5], [-3.0]], requires_grad=True)
+    g = torch.tensor([[1.0], [-2.0], [0.5]])
+    out = latentops.soft_quantize(z, c, 0.5, backend="cpu")
+    out.backward(g)
+    z64, c64 = (t.detach().double().requires_grad_(True) for t in (z, c))
+    logits = -0.5 * 0.5 * torch.cdist(z64, c64).square()
+    out64 = torch.softmax(logits - logits.amax(1, keepdim=True).detach(), 1) @ c64
+    out64.backward(g.double())
+    assert _rel(out, out64) < 1e-6
+    assert _rel(z.grad, z64.grad) < 1e-4 and _rel(c.grad, c64.grad) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "precision, match",
+    [
+        (float("inf"), r"precision must be finite and ≥ 0, got inf"),
+        (float("nan"), r"precision must be finite and ≥ 0, got nan"),
+        (torch.tensor(float("nan")), r"precision must be finite and ≥ 0 everywhere, got an entry nan"),
+        (torch.tensor([[1.0], [float("inf")], [1.0], [1.0]]), r"precision must be finite.*got an entry inf"),
+        (torch.tensor([[1.0, -0.5, 1.0, 1.0, 1.0]]), r"precision must be finite and ≥ 0.*got an entry -0.5"),
+    ],
+)
+def test_issue10_precision_must_be_finite_and_non_negative(precision, match):
+    with pytest.raises(ValueError, match=match):
+        latentops.soft_quantize(torch.randn(4, 3), torch.randn(5, 3), precision)
+
+
+@pytest.mark.parametrize("bad", [True, "1.0", [1.0]], ids=["bool", "str", "list"])
+def test_issue10_precision_type(bad):
+    with pytest.raises(TypeError, match=r"precision must be a float or a tensor"):
+        latentops.soft_quantize(torch.randn(4, 3), torch.randn(5, 3), bad)
+
+
+def test_issue10_float64_keeps_a_float_precision_in_float64(gen):
+    z = torch.randn(20, 3, generator=gen, dtype=torch.float64)
+    c = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    s = 0.1  # not a float32 number
+    out = latentops.soft_quantize(z, c, s)
+    assert (out - _plain64(z, c, s)).abs().max() < 1e-14
+    torch.testing.assert_close(out, latentops.soft_quantize(z, c, torch.tensor(s, dtype=torch.float64)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_issue10_nan_policy(backend, gen):
+    """Non-finite rows of z: NaN rows, the others untouched; a non-finite codebook entry or a NaN /
+    +inf log prior: every row NaN; a −inf log prior excludes its centroid."""
+    device = _device(backend)
+    nan, inf = float("nan"), float("inf")
+    z = torch.randn(6, 2, generator=gen).to(device)
+    c = torch.randn(5, 2, generator=gen).to(device)
+    bad = z.clone()
+    bad[1, 0], bad[3, 1], bad[4, 0] = nan, inf, -inf
+    out = latentops.soft_quantize(bad, c, 1.0, backend=backend)
+    rows = torch.tensor([1, 3, 4], device=device)
+    assert out[rows].isnan().all()
+    keep = torch.tensor([0, 2, 5], device=device)
+    torch.testing.assert_close(out[keep], latentops.soft_quantize(z[keep], c, 1.0, backend=backend))
+    for value in (nan, inf, -inf):
+        c_bad = c.clone()
+        c_bad[2, 1] = value
+        assert latentops.soft_quantize(z, c_bad, 1.0, backend=backend).isnan().all()
+    for value in (nan, inf):
+        prior = torch.zeros(5, device=device)
+        prior[3] = value
+        assert latentops.soft_quantize(z, c, 1.0, prior, backend=backend).isnan().all()
+    prior = torch.zeros(5, device=device)
+    prior[3] = -inf
+    out = latentops.soft_quantize(z, c, 1.0, prior, backend=backend)
+    keep_c = torch.tensor([0, 1, 2, 4], device=device)
+    torch.testing.assert_close(out, latentops.soft_quantize(z, c[keep_c], 1.0, backend=backend))
+    assert latentops.soft_quantize(z, c, 1.0, torch.full((5,), -inf, device=device), backend=backend).isnan().all()

@@ -69,10 +69,10 @@ def similarity_graph(
         x: (n, d) or (B, n, d) float tensor, or a list of (n, ...) tensors (layers of one batch:
             same n, any feature shape, flattened).
         k: keep the k largest similarities per row (None: dense; k ≥ n keeps everything).
-        metric: "cosine" (rows L2-normalized; a zero row has similarity 0) or "gaussian"
-            (exp(−‖x_i − x_j‖²/(2σ²))).
+        metric: "cosine" (rows L2-normalized; a zero row has similarity 0; any nonzero row, however
+            tiny or large, gets its true cosine) or "gaussian" (exp(−‖x_i − x_j‖²/(2σ²))).
         sigma: the Gaussian width (> 0).
-        relu: clamp negative similarities to 0 (cosine).
+        relu: a bool: clamp negative similarities to 0 (cosine).
         symmetrize: "union" (keep W_ij if j is a neighbour of i or i of j), "mean" ((A + Aᵀ)/2)
             or "none" (directed).
         normalize: None / "none", "sym" (D^{-1/2} W D^{-1/2}) or "rw" (D^{-1} W).
@@ -83,22 +83,33 @@ def similarity_graph(
         (n, n) for x (n, d); (B, n, n) for x (B, n, d); (L, n, n) for a list of L layers; float32
         (float64 for float64 inputs). Differentiable with respect to x (the k-NN selection is a
         constant mask).
+
+    NaN/inf policy (every backend, no sync): a graph whose x holds a NaN or ±inf is NaN throughout;
+    the other graphs of a batch or list are unaffected. Finite x gives finite W (Gaussian: while
+    the centred ‖x_i‖² stay below the dtype's maximum, ~1e38 in float32), and the normalizations
+    stay exact for subnormal degrees; their gradients are then finite too, and unspecified for a
+    non-finite x.
     """
     xs, kind, n = graph_inputs(x)
-    k = check_graph_options(k, metric, sigma, symmetrize, normalize)
+    k = check_graph_options(k, metric, sigma, symmetrize, normalize, relu)
+    finite = _finite_graphs(xs)
     xs, chosen = _prepare(xs, metric, backend)
     if k is None or k >= n:
         w, _ = _dense(xs, metric, float(sigma), relu, chosen)
     else:
         vals, idx, _ = _knn(xs, k, metric, float(sigma), relu, chosen)
         w = graph_edges.dense_graph(vals, idx, symmetrize)
-    w = reference.normalized(w, normalize)
+    w = torch.where(finite.view(-1, 1, 1), reference.normalized(w, normalize), torch.nan)
     return w[0] if kind == "single" else w
 
 
 def normalize_graph(w: torch.Tensor, normalize: str | None) -> torch.Tensor:
     """D^{-1/2} W D^{-1/2} ("sym"), D^{-1} W ("rw") or W (None / "none") for w (..., n, n), with
-    d = row sums and 1/d read as 0 for a node of degree ≤ 0. Differentiable."""
+    d = row sums and 1/d read as 0 for a node of degree ≤ 0. Differentiable.
+
+    NaN/inf policy: a row whose degree is not finite (it holds a NaN or ±inf, or its sum
+    overflows) is NaN, and with "sym" its column too; every other entry is finite and exact, also
+    for subnormal degrees. None / "none" returns W as it is."""
     _check_square("W", w)
     check_choice("normalize", normalize, reference.NORMALIZE)
     return reference.normalized(w, normalize)
@@ -108,7 +119,11 @@ def laplacian(w: torch.Tensor, normalize: str | None = None) -> torch.Tensor:
     """L = D − W, or I' − D^{-1/2} W D^{-1/2} ("sym"), or I' − D^{-1} W ("rw"), for w (..., n, n).
 
     d = row sums; the diagonal of w is ignored and I' is the identity restricted to nodes of
-    positive degree, as in scipy.sparse.csgraph.laplacian. Differentiable."""
+    positive degree, as in scipy.sparse.csgraph.laplacian. Differentiable.
+
+    NaN/inf policy: as normalize_graph's, for every mode: a row of w with a non-finite degree
+    (off the diagonal) is NaN in L, with "sym" its column too; the rest is finite and exact, also
+    for subnormal degrees."""
     _check_square("W", w)
     check_choice("normalize", normalize, reference.NORMALIZE)
     return reference.laplacian(w, normalize)
@@ -137,16 +152,22 @@ def graph_smoothness(
             B or the number of layers), or (n,) integer classes (one-hot with num_classes classes;
             inferred from the data if None, which torch.compile(fullgraph=True) cannot trace).
         power: m ≥ 1.
+        num_classes: None or an int ≥ 1 (integer labels must lie in [0, num_classes); checked
+            by value, one device-to-host sync for CUDA labels, skipped under torch.compile).
         the rest: as for similarity_graph.
 
     Returns:
         s: a scalar for x (n, d), (B,) for (B, n, d), (L,) for a list of L layers. Differentiable
         with respect to x and float labels.
+
+    NaN/inf policy: s is NaN for a graph whose x, or whose float labels, hold a NaN or ±inf; the
+    other graphs are unaffected; finite inputs give a finite s (within similarity_graph's limits).
     """
     xs, kind, n = graph_inputs(x)
-    k = check_graph_options(k, metric, sigma, symmetrize, normalize)
+    k = check_graph_options(k, metric, sigma, symmetrize, normalize, relu)
     check_int("power", power)
     y = label_matrix(labels, n, graph_count(xs), xs[0].device, num_classes)
+    finite = _finite_graphs(xs) & y.isfinite().flatten(1).all(1)
     xs, chosen = _prepare(xs, metric, backend)
     g = graph_count(xs)
     y = y.to(xs[0].dtype).expand(g, n, y.shape[-1])
@@ -160,6 +181,7 @@ def graph_smoothness(
     else:
         vals, idx, _ = _knn(xs, k, metric, float(sigma), relu, chosen)
         s = graph_edges.edge_smoothness(vals, idx, y, symmetrize, normalize, power)
+    s = torch.where(finite, s, torch.nan)
     return s[0] if kind == "single" else s
 
 
@@ -169,6 +191,11 @@ def _check_square(name: str, w) -> None:
         raise ValueError(f"{name} must be (..., n, n) with square last dimensions, got shape {tuple(w.shape)}")
 
 
+def _finite_graphs(xs: list[torch.Tensor]) -> torch.Tensor:
+    """(G,) bool: whether every value of each graph's x is finite (the NaN policy's test)."""
+    return torch.cat([t.isfinite().reshape(t.shape[0] if t.dim() == 3 else 1, -1).all(1) for t in xs])
+
+
 def _prepare(xs: list[torch.Tensor], metric: str, backend: str | None):
     """The stages' inputs (float32, or float64 for the torch backend) and the backend to run."""
     dtype = torch.float64 if any(t.dtype == torch.float64 for t in xs) else torch.float32
@@ -176,6 +203,8 @@ def _prepare(xs: list[torch.Tensor], metric: str, backend: str | None):
     xs = [t.to(dtype) for t in xs]
     if metric == "gaussian":  # distances are shift-invariant; centring keeps the Gram form's digits
         xs = [t - t.mean(-2, keepdim=True) for t in xs]
+    else:  # cosines are scale-invariant per row; scaled rows keep ‖x‖² clear of under- and overflow
+        xs = [reference.scaled_rows(t) for t in xs]
     return xs, chosen
 
 

@@ -57,10 +57,9 @@ def edge_smoothness(vals, idx, y, symmetrize, normalize, power):
     else:
         diag = (deg > 0).to(w.dtype)
         if normalize == "sym":
-            r = reference.inverse_power(deg, -0.5)
-            a = w * r[rows_g] * r[cols_g]
+            a = reference.sym_normalized(w, deg[rows_g], deg[cols_g])
         else:
-            a = w * reference.inverse_power(deg, -1.0)[rows_g]
+            a = reference.rw_normalized(w, deg[rows_g])
     y_flat = y.reshape(g * n, -1)
     z = y_flat
     for _ in range(power):

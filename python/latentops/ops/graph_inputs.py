@@ -3,6 +3,8 @@ Public, so that the graph losses of latentops.nn check their arguments the same 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from latentops.ops.checks import check_choice, check_int, check_same_device, check_tensor
@@ -27,7 +29,8 @@ def graph_inputs(x) -> tuple[list[torch.Tensor], str, int]:
                 raise ValueError(
                     f"every layer must have the same n (rows): x[0] has n = {n}, x[{i}] has shape {tuple(t.shape)}"
                 )
-        xs, kind = [t.reshape(n, -1) for t in x], "list"
+        # the feature count spelled out: reshape(0, -1) cannot infer it for an empty layer
+        xs, kind = [t.reshape(n, math.prod(t.shape[1:])) for t in x], "list"
     else:
         check_tensor("x", x)
         if x.dim() == 2:
@@ -53,9 +56,11 @@ def graph_count(xs: list[torch.Tensor]) -> int:
     return sum(t.shape[0] if t.dim() == 3 else 1 for t in xs)
 
 
-def check_graph_options(k, metric, sigma, symmetrize, normalize) -> int | None:
+def check_graph_options(k, metric, sigma, symmetrize, normalize, relu=True) -> int | None:
     """The options every graph op and loss shares; returns k."""
     check_int("k", k, optional=True)
+    if not isinstance(relu, bool):
+        raise TypeError(f"relu must be a bool, got {relu!r}")
     check_choice("metric", metric, reference.METRICS)
     check_choice("symmetrize", symmetrize, reference.SYMMETRIZE)
     check_choice("normalize", normalize, reference.NORMALIZE)
@@ -70,6 +75,7 @@ def label_matrix(labels, n: int, g: int, device, num_classes: int | None) -> tor
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
     check_same_device(x=torch.empty(0, device=device), labels=labels)
+    check_int("num_classes", num_classes, optional=True)
     if not labels.is_floating_point():
         if labels.dtype == torch.bool or labels.is_complex() or labels.dim() != 1:
             raise TypeError(
@@ -77,6 +83,16 @@ def label_matrix(labels, n: int, g: int, device, num_classes: int | None) -> tor
             )
         if labels.shape[0] != n:
             raise ValueError(f"labels must have n = {n} entries (one per row of x), got shape {tuple(labels.shape)}")
+        if labels.numel() == 0 and num_classes is None:
+            raise ValueError("num_classes must be given for empty integer labels (no class to infer it from)")
+        # Checked by value (one device-to-host sync for a CUDA tensor; inferring num_classes syncs
+        # anyway); skipped while torch.compile traces, where a data-dependent branch breaks the graph.
+        if labels.numel() and not torch.compiler.is_compiling():
+            low, high = labels.min().item(), labels.max().item()
+            if low < 0:
+                raise ValueError(f"labels must be class indices ≥ 0, got {low}")
+            if num_classes is not None and high >= num_classes:
+                raise ValueError(f"labels must be < num_classes = {num_classes}, got {high}")
         onehot = torch.nn.functional.one_hot(labels.long(), -1 if num_classes is None else num_classes)
         return onehot.unsqueeze(0)
     if labels.dim() == 2 and labels.shape[0] == n:

@@ -6,6 +6,8 @@ one table of backends for both."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from latentops import _backend
@@ -53,9 +55,11 @@ def soft_quantize(
     Args:
         z: (..., D) float tensor (float32, float16, bfloat16; float64 runs on the torch reference).
         codebook: (K, D) on z's device.
-        precision: s = 1/σ² ≥ 0: a float, or a tensor of shape (), (N, 1), (1, K) or (N, K) with N the
-            number of vectors in z (z's leading dims may stand for N: (..., 1) or (..., K)).
-            Differentiable when a tensor.
+        precision: s = 1/σ², finite and ≥ 0 (s = 0: uniform posteriors): a float, or a tensor of
+            shape (), (N, 1), (1, K) or (N, K) with N the number of vectors in z (z's leading dims
+            may stand for N: (..., 1) or (..., K)). Differentiable when a tensor. A tensor is
+            checked by value: one device-to-host sync for a CUDA tensor; skipped while
+            torch.compile traces (the kernels' results for a bad s are then unspecified).
         log_prior: None or (K,): b, the log prior of the centroids (differentiable).
         accuracy: "exact" (default): fp32-accurate dot products (3xTF32 on GPU tensor cores, fp32
             FMA on the CPU); "fast": one tf32 tensor-core product on the GPU (~3e-4 relative error
@@ -69,6 +73,14 @@ def soft_quantize(
         ẑ (..., D) in z's dtype, or (ẑ, p) with return_probs. Gradients reach z, codebook, a tensor
         precision and log_prior. Memory beyond inputs and outputs is O(N + K), never O(N·K) (except
         for a full (N, K) precision, itself an N×K input).
+
+    NaN/inf policy (the same on every backend, no sync): a row of z holding a NaN or ±inf gives a
+    NaN row of ẑ (and of p); a NaN or ±inf anywhere in the codebook, or a NaN or +inf in log_prior,
+    makes every row NaN. log_prior may hold −inf: that centroid gets p = 0, and a row whose logits
+    are all −inf is NaN. Finite inputs give finite results while ‖z − μ‖², ‖c − μ‖² (μ the codebook
+    mean) and s·‖z − c‖² stay below the compute dtype's maximum (~1e38 in float32): large logits
+    (|l| ≫ 1e9) are fine. Gradients are finite for finite inputs within those limits; with a
+    non-finite input they are unspecified.
     """
     k, d = check_vectors(z, codebook)
     check_choice("accuracy", accuracy, ACCURACIES)
@@ -85,23 +97,47 @@ def soft_quantize(
         log_prior = log_prior.to(acc).contiguous()
     chosen = KERNELS.resolve(backend, z.device, dtype)
     z2, c = z.reshape(n, d).to(dtype), codebook.to(dtype)
+    if isinstance(precision, (int, float)) and precision > torch.finfo(acc).max:
+        raise ValueError(f"precision must be finite in the compute dtype {acc}, got {precision!r}")
     s = s.to(acc)
     z_hat, _ = _forward(z2, c, s, int(layout), log_prior, accuracy, chosen)
-    z_hat = z_hat.to(z.dtype).reshape(z.shape)
+    # The NaN policy, enforced here rather than trusted to each kernel's clamps and maxima.
+    poisoned = _non_finite_rows(z2, c, log_prior).unsqueeze(1)
+    z_hat = torch.where(poisoned, torch.nan, z_hat).to(z.dtype).reshape(z.shape)
     if not return_probs:
         return z_hat
-    probs = reference.soft_assignments(z2, c, s, layout, log_prior)
+    probs = torch.where(poisoned, torch.nan, reference.soft_assignments(z2, c, s, layout, log_prior))
     return z_hat, probs.reshape(*lead, k)
+
+
+def _non_finite_rows(z: torch.Tensor, codebook: torch.Tensor, log_prior: torch.Tensor | None) -> torch.Tensor:
+    """(N,) bool: the rows the NaN policy makes NaN (computed on the device: no sync)."""
+    bad = ~z.isfinite().all(1) | ~codebook.isfinite().all()
+    if log_prior is not None:
+        bad = bad | (log_prior.isnan() | (log_prior == math.inf)).any()
+    return bad
 
 
 def _precision_layout(precision, lead, n: int, k: int, device) -> tuple[torch.Tensor, PrecisionLayout]:
     """s in the kernels' layout: (1,) scalar, (N,) per row, (K,) per centroid or (N, K) full."""
     if isinstance(precision, (int, float)) and not isinstance(precision, bool):
-        if not precision >= 0:
-            raise ValueError(f"precision must be ≥ 0, got {precision!r}")
-        return torch.full((1,), float(precision), device=device), PrecisionLayout.SCALAR
+        if not 0 <= precision < math.inf:
+            raise ValueError(f"precision must be finite and ≥ 0, got {precision!r}")
+        # float64, so that a float64 call keeps s to the last digit (the caller casts to its dtype)
+        return torch.full((1,), float(precision), dtype=torch.float64, device=device), PrecisionLayout.SCALAR
+    if isinstance(precision, bool) or not isinstance(precision, torch.Tensor):
+        raise TypeError(f"precision must be a float or a tensor, got {type(precision).__name__}")
     check_tensor("precision", precision)
     check_same_device(z=torch.empty(0, device=device), precision=precision)
+    # The same rule for a tensor, by value: one device-to-host sync for a CUDA tensor. Skipped while
+    # torch.compile traces (a data-dependent branch would break the graph).
+    if (
+        not torch.compiler.is_compiling()
+        and precision.numel()
+        and not bool(((precision >= 0) & (precision < math.inf)).all())
+    ):
+        bad = precision[~((precision >= 0) & (precision < math.inf))].reshape(-1)[0].item()
+        raise ValueError(f"precision must be finite and ≥ 0 everywhere, got an entry {bad!r}")
     shape = tuple(precision.shape)
     layouts = {
         (): PrecisionLayout.SCALAR,

@@ -38,6 +38,33 @@ NORMALIZE = (None, "none", "sym", "rw")
 # the spec (dense, one graph at a time)
 
 
+def _pow2(e: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """2**e, exactly, for integer e in dtype's normal exponent range (float32 [−126, 127], float64
+    [−1022, 1023]): built from its bits, since torch.ldexp and pow round or overflow on the way."""
+    if dtype == torch.float64:
+        return torch.bitwise_left_shift(e.to(torch.int64) + 1023, 52).view(torch.float64)
+    return torch.bitwise_left_shift(e.to(torch.int32) + 127, 23).view(torch.float32)
+
+
+def times_pow2(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """x·2**e for float32/float64 x and integer e up to twice the exponent range (as when scaling a
+    subnormal up to 1), in two exact steps: 2**e itself need not be representable."""
+    half = torch.div(e, 2, rounding_mode="floor")
+    return x * _pow2(half, x.dtype) * _pow2(e - half, x.dtype)
+
+
+def scaled_rows(x: torch.Tensor) -> torch.Tensor:
+    """x (..., d) with each row times the power of two that brings its largest |entry| into [0.5, 1):
+    cosine similarities do not change, and ‖x_i‖² can neither underflow (float32 rows of |x| ≲ 1e-19
+    would read as zero rows) nor overflow (≳ 1e19). Zero and non-finite rows are left as they are.
+    The scale is a constant for autograd (the cosine does not depend on it)."""
+    if x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
+        return x
+    amax = x.detach().abs().amax(-1, keepdim=True)
+    _, e = torch.frexp(torch.where(amax.isfinite(), amax, 0.0))
+    return times_pow2(x, -e)
+
+
 def inverse_norms(x: torch.Tensor) -> torch.Tensor:
     """1/‖x_i‖, and 0 for a zero row (differentiable, no NaN)."""
     norm = x.norm(dim=-1)
@@ -47,6 +74,7 @@ def inverse_norms(x: torch.Tensor) -> torch.Tensor:
 def similarity(x: torch.Tensor, metric: str = "cosine", sigma: float = 1.0, relu: bool = True) -> torch.Tensor:
     """Dense similarity W (n, n) of x (n, d): diagonal 0, negatives clamped if relu."""
     if metric == "cosine":
+        x = scaled_rows(x)
         xh = x * inverse_norms(x).unsqueeze(-1)
         w = xh @ xh.transpose(-1, -2)
     else:
@@ -71,20 +99,54 @@ def knn(w: torch.Tensor, k: int | None, symmetrize: str = "union") -> torch.Tens
     return torch.where(mask | mask.transpose(-1, -2), w, 0.0)
 
 
-def inverse_power(d: torch.Tensor, power: float) -> torch.Tensor:
-    """d^power for d > 0, else 0 (power < 0)."""
-    return torch.where(d > 0, torch.where(d > 0, d, 1.0).pow(power), 0.0)
+def _rsqrt_parts(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q, h) with d^(−1/2) = q·2^h for finite d > 0, q in (0.7, 1.42] and h an integer; q = 0 for
+    d ≤ 0 (1/d read as 0), q = 1 for a non-finite d (the caller makes those NaN). d^(−1/2) itself
+    overflows float32 for a subnormal d, and the product r_i·r_j already for d ≲ 1e-39."""
+    usable = (d > 0) & d.isfinite()
+    safe = torch.where(usable, d, 1.0)
+    _, e = torch.frexp(safe.detach())
+    e = e - torch.bitwise_and(e, 1)  # even: d = m·2^e with m in [0.5, 2)
+    m = times_pow2(safe, -e)  # exact, and the gradient flows through it
+    q = torch.where(usable | ~d.isfinite(), m.rsqrt(), 0.0)
+    return q, torch.div(-e, 2, rounding_mode="floor")
+
+
+def sym_normalized(w: torch.Tensor, d_row: torch.Tensor, d_col: torch.Tensor) -> torch.Tensor:
+    """w·d_row^(−1/2)·d_col^(−1/2) (0 where a degree is ≤ 0), never forming d^(−1/2) or its products
+    themselves: exact powers of two carry the exponents. The power of two first (a subnormal w
+    times q ~ 1 would round to the subnormal grid; scaled first, it is exact), then q_i·q_j as one
+    factor, so a symmetric W stays exactly so."""
+    q_row, h_row = _rsqrt_parts(d_row)
+    q_col, h_col = _rsqrt_parts(d_col)
+    return times_pow2(w, h_row + h_col) * (q_row * q_col)
+
+
+def rw_normalized(w: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """w / d (0 where d ≤ 0): a division, since 1/d overflows for a subnormal degree."""
+    positive = d > 0
+    return torch.where(positive, w / torch.where(positive, d, 1.0), 0.0)
 
 
 def normalized(w: torch.Tensor, mode: str | None) -> torch.Tensor:
-    """D^{-1/2} W D^{-1/2} ("sym"), D^{-1} W ("rw") or W (None / "none"); d = row sums."""
+    """D^{-1/2} W D^{-1/2} ("sym"), D^{-1} W ("rw") or W (None / "none"); d = row sums, 1/d read as 0
+    for d ≤ 0. NaN policy: a row whose degree is not finite (it holds a NaN or ±inf, or its sum
+    overflows) is NaN, and with "sym" so is its column; every other entry is exact even when degrees
+    are subnormal."""
     if mode in (None, "none"):
         return w
+    dtype = w.dtype
+    if dtype not in (torch.float32, torch.float64):  # half degrees: computed in float32
+        w = w.float()
     d = w.sum(-1)
+    bad = ~d.isfinite()
     if mode == "sym":
-        r = inverse_power(d, -0.5)
-        return w * (r.unsqueeze(-1) * r.unsqueeze(-2))  # r_i·r_j first: a symmetric W stays exactly so
-    return w * inverse_power(d, -1.0).unsqueeze(-1)
+        out = sym_normalized(w, d.unsqueeze(-1), d.unsqueeze(-2))
+        bad = bad.unsqueeze(-1) | bad.unsqueeze(-2)
+    else:
+        out = rw_normalized(w, d.unsqueeze(-1))
+        bad = bad.unsqueeze(-1)
+    return torch.where(bad, torch.nan, out).to(dtype)
 
 
 def laplacian(w: torch.Tensor, mode: str | None = None) -> torch.Tensor:
@@ -94,7 +156,8 @@ def laplacian(w: torch.Tensor, mode: str | None = None) -> torch.Tensor:
     w = w * (1.0 - eye)
     d = w.sum(-1)
     if mode in (None, "none"):
-        return torch.diag_embed(d) - w
+        # the NaN policy of normalized(): a row with a non-finite degree is NaN
+        return torch.where(d.isfinite().unsqueeze(-1), torch.diag_embed(d) - w, torch.nan)
     return torch.diag_embed((d > 0).to(w.dtype)) - normalized(w, mode)
 
 

@@ -78,19 +78,20 @@ def soft_quantize_backward(
     grad_log_prior or None), recomputing p = exp(l − lse) chunk by chunk."""
     acc = _acc(z)
     zc, c, c_sq = _centred(z, codebook)
-    s, grad, z_hat = s.to(acc), grad.to(acc), z_hat.to(acc)
+    s, grad = s.to(acc), grad.to(acc)
     log_prior = None if log_prior is None else log_prior.to(acc)
-    c_raw = codebook.to(acc)
     grad_z = torch.empty_like(zc)
     grad_c = torch.zeros_like(c)
     grad_s = torch.zeros_like(s) if need_grad_s else None
     grad_b = torch.zeros(c.shape[0], dtype=acc, device=z.device) if need_grad_log_prior else None
-    delta = (grad * z_hat).sum(1, keepdim=True)
     for start, stop in _chunks(z.shape[0], c.shape[0]):
         logits, dist = _logits(zc, c, c_sq, s, s_layout, log_prior, start, stop)
         p = torch.exp(logits - lse[start:stop].to(acc).unsqueeze(1))
         g = grad[start:stop]
-        a = p * (g @ c_raw.T - delta[start:stop])  # dL/dl
+        # dL/dl = p (g·c_k − g·ẑ) = p (g·c'_k − Σ_j p_j g·c'_j) with centred c': for data far from
+        # the origin, g·c_k − g·ẑ would cancel away the digits that matter.
+        gc = g @ c.T
+        a = p * (gc - (p * gc).sum(1, keepdim=True))
         a_s = a * _s_rows(s, s_layout, start, stop)
         # −Σ_k a s (z − c) for z and +Σ_n a s (z − c) for c: shift-invariant, so centred z, c do.
         grad_z[start:stop] = -(a_s.sum(1, keepdim=True) * zc[start:stop] - a_s @ c)
