@@ -345,7 +345,8 @@ __global__ void __launch_bounds__(kThreads) sq_backward_rows_kernel(Args a) {
   Acc acc;
   zero(acc);
   float acc_w[2] = {0.f, 0.f}, gs[2] = {0.f, 0.f};
-  const bool need_gs = a.grad_s != nullptr;
+  // The per-centroid layout's grad_s is a sum over rows: the centroids kernel's.
+  const bool need_gs = a.grad_s != nullptr && a.s_mode != 2;
   for (int64_t q0 = 0; q0 < a.k; q0 += kTile) {
     dot_tiles<kExact, true>(a, zt, ct, gt, ct, row0, q0, Zs, Cs, Gs, Cs, dot, gc);
     load_tile(Vs, a.c, q0, a.k, v0, a.d, nullptr);
@@ -421,6 +422,7 @@ __global__ void __launch_bounds__(kThreads) sq_backward_centroids_kernel(Args a)
   Acc acc, dot, gc;
   zero(acc);
   float acc_w[2] = {0.f, 0.f}, gb[2] = {0.f, 0.f}, gs[2] = {0.f, 0.f};
+  const bool need_gs = a.grad_s != nullptr && a.s_mode == 2;  // the other layouts: the rows kernel's
   for (int64_t n0 = 0; n0 < a.n; n0 += kTile) {
     dot_tiles<kExact, true>(a, ct, zt, ct, gt, q0, n0, Cs, Zs, Cs, Gs, dot, gc);
     load_tile(Vg, a.grad, n0, a.n, v0, a.d, nullptr);
@@ -438,7 +440,7 @@ __global__ void __launch_bounds__(kThreads) sq_backward_centroids_kernel(Args a)
           const float aw = p * (gc[j][e] - __ldg(a.delta + row));
           as = aw * lg.s;
           gb[h] += aw;
-          gs[h] += -0.5f * aw * lg.dist;
+          if (need_gs) gs[h] += -0.5f * aw * lg.dist;
         }
         dot[j][e] = p;
         gc[j][e] = as;
@@ -473,7 +475,7 @@ __global__ void __launch_bounds__(kThreads) sq_backward_centroids_kernel(Args a)
       const int64_t col = q0 + warp * 16 + frag_row(lane, 2 * h);
       if (col >= a.k) continue;
       if (a.grad_b) a.grad_b[col] = gb[h];
-      if (a.grad_s && a.s_mode == 2) a.grad_s[col] = gs[h];
+      if (need_gs) a.grad_s[col] = gs[h];
     }
 }
 

@@ -102,12 +102,13 @@ def soft_quantize_backward_cuda(
     """z_hat is no operand of the kernel, and the CUDA kernels recompute lse."""
     z, grad = z.float().contiguous(), grad.float().contiguous()
     (n, d), k = z.shape, codebook.shape[0]
+    # Every element of every output is written by the kernels (once: no accumulation into them).
     grad_z = torch.empty_like(z)
-    grad_c = torch.zeros((k, d), dtype=torch.float32, device=z.device)
-    grad_b = torch.zeros(k, dtype=torch.float32, device=z.device) if need_grad_log_prior else None
+    grad_c = torch.empty((k, d), dtype=torch.float32, device=z.device)
+    grad_b = torch.empty(k, dtype=torch.float32, device=z.device) if need_grad_log_prior else None
     grad_s = None
     if need_grad_s:  # the scalar layout gets per-row partial sums, summed below
-        grad_s = torch.zeros(n if s_layout == PrecisionLayout.SCALAR else s.shape, dtype=torch.float32, device=z.device)
+        grad_s = torch.empty(n if s_layout == PrecisionLayout.SCALAR else s.shape, dtype=torch.float32, device=z.device)
     c_centred, c_sq, mu = _centred_codebook(codebook)
     workspace = torch.empty(4 * n, dtype=torch.float32, device=z.device)
     with torch.cuda.device(z.device):
