@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 import latentops
-from latentops.kernel_enums import Accuracy, DType
+from latentops.kernel_enums import Accuracy
 from latentops.native import library
+from latentops.native.nearest_centroid import _launch
 
 N, K, D = 37, 13, 19  # odd, and not multiples of any tile
 
@@ -63,21 +64,8 @@ def _redecided_share(z: torch.Tensor, c: torch.Tensor) -> float:
     (n, d), k = z.shape, c.shape[0]
     size = library.nearest_centroid_cuda_workspace_bytes(n=n, k=k, d=d, accuracy=Accuracy.EXACT)
     workspace = torch.zeros(size, dtype=torch.uint8, device="cuda")
-    indices = torch.empty(n, dtype=torch.int64, device="cuda")
-    sq_dist = torch.empty(n, dtype=torch.float32, device="cuda")
-    library.nearest_centroid_cuda(
-        z=z.data_ptr(),
-        codebook=c.data_ptr(),
-        n=n,
-        k=k,
-        d=d,
-        dtype=DType.of(z.dtype),
-        accuracy=Accuracy.EXACT,
-        indices=indices.data_ptr(),
-        sq_dist=sq_dist.data_ptr(),
-        workspace=workspace.data_ptr(),
-        stream=torch.cuda.current_stream().cuda_stream,
-    )
+    stream = torch.cuda.current_stream().cuda_stream
+    _launch(library.nearest_centroid_cuda, z, c, "exact", workspace=workspace.data_ptr(), stream=stream)
     torch.cuda.synchronize()
     return int(workspace[4:8].view(torch.int32)) / n
 
