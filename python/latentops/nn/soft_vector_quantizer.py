@@ -105,7 +105,7 @@ class SoftVectorQuantizer(nn.Module):
             noisy = z
             if self.training and self.noise_std > 0:
                 noisy = z + self.noise_std * torch.randn_like(z)
-            z_hat = soft_quantize(noisy, self.codebook, s, accuracy=self.accuracy)
+            z_hat = soft_quantize(noisy, self.codebook, _finite_or_one(s), accuracy=self.accuracy)
         # A row without a posterior is NaN whatever the backend makes of it (nearest_centroid
         # gives it index 0; a kernel may return a codeword): never a value that looks valid.
         z_hat = torch.where(_finite_rows(z, None if hard and not self.training else s), z_hat, float("nan"))
@@ -127,7 +127,7 @@ class SoftVectorQuantizer(nn.Module):
         per_row = _per_row(s, z)
         if per_row is not None:  # a per-sample precision: the chosen rows' own
             s = per_row[rows]
-        _, probs = soft_quantize(flat[rows].float(), self.codebook.float(), s, return_probs=True)
+        _, probs = soft_quantize(flat[rows].float(), self.codebook.float(), _finite_or_one(s), return_probs=True)
         # Rows without a posterior (a NaN/inf in z or in their precision) are left out, whatever
         # a kernel made of them.
         usable = torch.isfinite(probs).all(1, keepdim=True) & _finite_rows(flat[rows], s)
@@ -146,6 +146,12 @@ def _per_row(s, z: torch.Tensor) -> torch.Tensor | None:
     if s.shape[:-1] == z.shape[:-1] or (s.dim() == 2 and s.shape[0] == n):
         return s.reshape(n, s.shape[-1])  # not -1: n may be 0
     return None
+
+
+def _finite_or_one(s):
+    """The precision with its non-finite entries set to 1 for soft_quantize, which refuses them:
+    the rows they belong to come out NaN through _finite_rows, which reads the original."""
+    return s.where(torch.isfinite(s), 1.0) if isinstance(s, torch.Tensor) else s
 
 
 def _finite_rows(z: torch.Tensor, s) -> torch.Tensor:
