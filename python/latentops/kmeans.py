@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import operator
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from latentops.ops.checks import check_int
 from latentops.ops.nearest_centroid import KERNELS, _forward_impl
 
 INIT_METHODS = ("k-means++", "random")
@@ -167,23 +167,6 @@ def kmeans(
     return KMeansResult(best.centroids.to(x.dtype), best.labels, best.inertia)
 
 
-def _integer(name: str, value, *, optional: bool = False) -> int | None:
-    """value as a Python int: ints, numpy integers and 0-d integer tensors (operator.index), not
-    bool or float (a float count or seed is a mistake to report, not to round)."""
-    if value is None and optional:
-        return None
-    refused = isinstance(value, (bool, float)) or (
-        isinstance(value, torch.Tensor) and (value.dim() != 0 or value.dtype == torch.bool)
-    )
-    try:
-        if refused:
-            raise TypeError
-        return operator.index(value)
-    except TypeError:
-        allowed = "None or an integer" if optional else "an integer"
-        raise TypeError(f"{name} must be {allowed}, got {type(value).__name__} {value!r}") from None
-
-
 def _check_args(x, k, iters, n_init, init, tol, batch_size, max_points_per_centroid, seed) -> tuple:
     """Checks every argument; returns the integer ones as Python ints."""
     if not isinstance(x, torch.Tensor):
@@ -194,24 +177,16 @@ def _check_args(x, k, iters, n_init, init, tol, batch_size, max_points_per_centr
         raise ValueError(f"x must be 2-D (N, D), got shape {tuple(x.shape)}")
     if x.shape[1] == 0:
         raise ValueError(f"x must have D ≥ 1 columns, got shape {tuple(x.shape)}")
-    k, iters, n_init = _integer("k", k), _integer("iters", iters), _integer("n_init", n_init)
-    batch_size = _integer("batch_size", batch_size, optional=True)
-    max_points_per_centroid = _integer("max_points_per_centroid", max_points_per_centroid, optional=True)
-    seed = _integer("seed", seed)
-    if not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
+    k, iters, n_init = check_int("k", k), check_int("iters", iters), check_int("n_init", n_init)
+    batch_size = check_int("batch_size", batch_size, optional=True)
+    max_points_per_centroid = check_int("max_points_per_centroid", max_points_per_centroid, optional=True)
+    seed = check_int("seed", seed, minimum=-(2**63))
+    if seed >= 2**64:  # what torch.Generator.manual_seed takes
         raise ValueError(f"seed must be in [-2**63, 2**64), got {seed}")
-    if k < 1 or k > x.shape[0]:
+    if k > x.shape[0]:
         raise ValueError(f"k must satisfy 1 ≤ k ≤ N = {x.shape[0]} (x has shape {tuple(x.shape)}), got k = {k}")
-    if iters < 1:
-        raise ValueError(f"iters must be ≥ 1, got {iters}")
-    if n_init < 1:
-        raise ValueError(f"n_init must be ≥ 1, got {n_init}")
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
         raise ValueError(f"tol must be a number ≥ 0, got {tol!r}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be None or an int ≥ 1, got {batch_size!r}")
-    if max_points_per_centroid is not None and max_points_per_centroid < 1:
-        raise ValueError(f"max_points_per_centroid must be None or an int ≥ 1, got {max_points_per_centroid!r}")
     if isinstance(init, torch.Tensor):
         if not init.is_floating_point():
             raise TypeError(f"init must be a float tensor, got {init.dtype}")

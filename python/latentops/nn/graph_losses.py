@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from latentops import _backend
-from latentops.nn._args import check_bool, check_choice, check_int, check_real
 from latentops.ops import graph as graph_ops
+from latentops.ops.checks import check_bool, check_choice, check_int, check_real
 from latentops.ops.graph_inputs import check_graph_options, label_matrix
 
 

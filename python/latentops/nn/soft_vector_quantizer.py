@@ -9,9 +9,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from latentops.nn._args import check_bool, check_choice, check_int, check_real
 from latentops.ops import nearest_centroid, soft_quantize
-from latentops.ops.checks import ACCURACIES
+from latentops.ops.checks import ACCURACIES, check_bool, check_choice, check_int, check_real
 
 _PERPLEXITY_ROWS = 4096
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentops.kmeans import kmeans
-from latentops.nn._args import check_bool, check_int, check_real
 from latentops.ops import nearest_centroid
+from latentops.ops.checks import check_bool, check_int, check_real
 
 
 class VQOutput(NamedTuple):
