@@ -210,11 +210,18 @@ def test_backward_fuzzed(backend):
         diff = z.detach().double() - c.detach().double()[indices]
         grad_z = 2.0 * diff * weight.double()[:, None]
         grad_c = torch.zeros(c.shape, dtype=torch.float64).index_add_(0, indices, -grad_z)
-        for got, want in ((z.grad, grad_z), (c.grad, grad_c)):
+        # A centroid's gradient sums its rows' terms, whose random-sign weights may cancel: its
+        # rounding is relative to the sum of their magnitudes, not to the result.
+        magnitude_c = torch.zeros(c.shape, dtype=torch.float64).index_add_(0, indices, grad_z.abs())
+        for got, want, magnitude in ((z.grad, grad_z, grad_z.abs()), (c.grad, grad_c, magnitude_c)):
             assert got.dtype == z.dtype
             # Values far beyond 1 (1e30 data) get float32's relative error; tiny ones an absolute floor.
             floor = 1e-6 * want.abs().amax().item() if want.numel() else 0.0
-            torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=floor + 1e-37)
+            allowed = 1e-5 * magnitude + floor + 1e-37
+            error = (got.double() - want).abs()
+            assert bool((error <= allowed).all()), (
+                f"gradient off by {(error - allowed).amax().item():.3g} beyond tolerance"
+            )
 
     run()
 
