@@ -70,7 +70,7 @@ def measure(
 ) -> None:
     """Runs fn once and checks its output (check(out) returns its error against the reference and
     raises AssertionError if it is wrong), then times it; adds a Row, whose note is `note` or
-    describe(out). A failure is a row saying so."""
+    describe(out, ms). A failure is a row saying so."""
     error = extra = None
     try:
         if device == "cuda":
@@ -85,10 +85,10 @@ def measure(
             extra = (torch.cuda.max_memory_allocated() - base - out_bytes) / 2**20
         if check is not None:
             error = check(out)
-        if describe is not None:
-            note = describe(out)
-        del out
         ms = _time_ms(fn, device, budget_s)
+        if describe is not None:
+            note = describe(out, ms)
+        del out
     except AssertionError as exc:
         case.add(Row(name, math.nan, extra, error, f"WRONG RESULT: {str(exc)[:100]}"))
         print(f"  {name:52s} WRONG RESULT {exc}", flush=True)

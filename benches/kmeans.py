@@ -43,7 +43,7 @@ def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
             device,
             budget_s=0.0,
             check=lambda out: _check_assignment(x, out.centroids, out.labels, out.inertia),
-            describe=lambda out: f"inertia {out.inertia:.4g}",
+            describe=lambda out, _: f"inertia {out.inertia:.4g}",
         )
     if device != "cpu":
         return case  # FAISS on the GPU machine's CPU would take minutes per run at this size
@@ -69,6 +69,6 @@ def kmeans_case(n: int, k: int, d: int, iters: int, device: str) -> Case:
         "cpu",
         budget_s=0.0,
         check=lambda out: _check_assignment(x, out["centroids"], None, out["inertia"]),
-        describe=lambda out: f"inertia {out['inertia']:.4g}",
+        describe=lambda out, _: f"inertia {out['inertia']:.4g}",
     )
     return case
