@@ -20,7 +20,7 @@ from latentops.pipelines.checkpoint import CheckpointError
 from latentops.pipelines.run_folder import RunFolder, RunFolderBusy
 
 from .test_runner import _config, _final, _records
-from .toy_task import ToyTask
+from .toy_task import ToyTask, interrupt_at
 
 
 @pytest.fixture(autouse=True)
@@ -110,17 +110,10 @@ def test_resume_on_a_folder_without_a_run_starts_fresh(tmp_path, capsys):
 
 
 def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_at_step_0(tmp_path, capsys, monkeypatch):
-    original = ToyTask.batch
-
-    def crash_at_step_3(self, step, rank, world):
-        if step == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        return original(self, step, rank, world)
-
-    monkeypatch.setattr(ToyTask, "batch", crash_at_step_3)
+    undo = interrupt_at(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run(ToyTask, _config(tmp_path / "a", steps=4))
-    monkeypatch.setattr(ToyTask, "batch", original)
+    undo()
     assert not (tmp_path / "a" / "latest").exists()
     _resume(tmp_path / "a", steps=4)
     assert "holds no checkpoint yet" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from latentops.pipelines import run
 
-from .toy_task import ToyConfig, ToyTask
+from .toy_task import ToyConfig, ToyTask, interrupt_at
 
 
 def _config(out, **overrides) -> ToyConfig:
@@ -46,17 +46,10 @@ def test_a_toy_task_runs_through_the_runner(tmp_path):
 def test_an_interrupted_toy_run_resumes_bit_for_bit(tmp_path, monkeypatch):
     run(ToyTask, _config(tmp_path / "straight"))
 
-    original = ToyTask.batch
-
-    def crash_at_step_6(self, step, rank, world):
-        if step == 5:
-            raise KeyboardInterrupt("simulated interruption")
-        return original(self, step, rank, world)
-
-    monkeypatch.setattr(ToyTask, "batch", crash_at_step_6)
+    undo = interrupt_at(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         run(ToyTask, _config(tmp_path / "resumed"))
-    monkeypatch.setattr(ToyTask, "batch", original)
+    undo()
     assert (tmp_path / "resumed" / "latest").read_text().strip() == "checkpoint-4"
     run(ToyTask, _config(tmp_path / "resumed", resume=True))
 

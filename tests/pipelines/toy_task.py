@@ -118,3 +118,17 @@ class ToyTask(Task):
     @torch.no_grad()
     def final_metrics(self, records):
         return {"weight_norm": float(self.model.linear.weight.norm())}
+
+
+def interrupt_at(monkeypatch, step: int):
+    """Make ToyTask raise KeyboardInterrupt (a simulated Ctrl-C) when it draws the batch of `step`;
+    returns the function that undoes it."""
+    original = ToyTask.batch
+
+    def interrupted(self, at, rank, world):
+        if at == step:
+            raise KeyboardInterrupt("simulated interruption")
+        return original(self, at, rank, world)
+
+    monkeypatch.setattr(ToyTask, "batch", interrupted)
+    return lambda: monkeypatch.setattr(ToyTask, "batch", original)
