@@ -20,6 +20,8 @@ codebook (float32). Meta: escape, escape_bits.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 
@@ -34,7 +36,7 @@ MAX_ESCAPE = 4095
 
 class HcsrMatrix(CompressedMatrix):
     format = "hcsr"
-    part_dtypes = {
+    part_dtypes: ClassVar[dict[str, tuple[torch.dtype, ...]]] = {
         "words": (torch.int32,),
         "row_bit_lengths": UNSIGNED_DTYPES,
         "row_nnz": UNSIGNED_DTYPES,
@@ -94,7 +96,9 @@ class HcsrMatrix(CompressedMatrix):
             raise CorruptedFileError(f"{where}: the codebook holds a NaN or an infinity")
         escape, escape_bits = self.meta["escape"], self.meta["escape_bits"]
         if not 0 <= escape <= MAX_ESCAPE or p["gap_lengths"].numel() != escape + 1:
-            raise CorruptedFileError(f"{where}: escape {escape} must be in [0, {MAX_ESCAPE}] with escape + 1 gap lengths")
+            raise CorruptedFileError(
+                f"{where}: escape {escape} must be in [0, {MAX_ESCAPE}] with escape + 1 gap lengths"
+            )
         if not 0 <= escape_bits <= 31:
             raise CorruptedFileError(f"{where}: escape_bits {escape_bits} must be in [0, 31]")
         if p["words"].numel() < 2 or bool(p["words"][-2:].ne(0).any()):
@@ -115,7 +119,9 @@ def _without(args: dict, *names: str) -> dict:
     return {k: v for k, v in args.items() if k not in names}
 
 
-def encode_hcsr(codes: torch.Tensor, mask: torch.Tensor, codebook: torch.Tensor, *, max_length: int = huffman.DEFAULT_MAX_LENGTH) -> HcsrMatrix:
+def encode_hcsr(
+    codes: torch.Tensor, mask: torch.Tensor, codebook: torch.Tensor, *, max_length: int = huffman.DEFAULT_MAX_LENGTH
+) -> HcsrMatrix:
     """Encode W = codebook[codes]·mask (2-D codes and mask, (k,) codebook) as hcsr. The escape
     threshold is chosen among powers of two (and "no escape") to minimize the stream's size."""
     codes_np = codes.detach().cpu().numpy()
@@ -127,10 +133,12 @@ def encode_hcsr(codes: torch.Tensor, mask: torch.Tensor, codebook: torch.Tensor,
         raise ValueError(f"codes and mask must be 2-D of one shape, got {codes_np.shape} and {mask_np.shape}")
     kept_rows, kept_cols = np.nonzero(mask_np)  # row-major: rows in order, columns increasing
     symbols = codes_np[kept_rows, kept_cols].astype(np.int64)
-    if symbols.size and not (0 <= symbols.min() and symbols.max() < k):
+    if symbols.size and not (symbols.min() >= 0 and symbols.max() < k):
         raise ValueError(f"codes of kept entries must lie in [0, k = {k}), got [{symbols.min()}, {symbols.max()}]")
     if np.unique(symbols).size > 1 << max_length:
-        raise ValueError(f"hcsr codes at most {1 << max_length} distinct values per matrix, got {np.unique(symbols).size}")
+        raise ValueError(
+            f"hcsr codes at most {1 << max_length} distinct values per matrix, got {np.unique(symbols).size}"
+        )
     row_nnz = np.bincount(kept_rows, minlength=rows)
     previous = np.r_[-1, kept_cols[:-1]]
     previous[np.r_[True, kept_rows[1:] != kept_rows[:-1]]] = -1  # each row starts from column -1
@@ -147,9 +155,7 @@ def encode_hcsr(codes: torch.Tensor, mask: torch.Tensor, codebook: torch.Tensor,
     fields = np.stack(
         [gap_words[gap_symbols], np.where(escaped, gaps - escape, 0).astype(np.uint64), value_words[symbols]], 1
     ).reshape(-1)
-    field_bits = np.stack(
-        [gap_code_bits[gap_symbols], np.where(escaped, escape_bits, 0), value_code_bits[symbols]], 1
-    )
+    field_bits = np.stack([gap_code_bits[gap_symbols], np.where(escaped, escape_bits, 0), value_code_bits[symbols]], 1)
     words, _ = huffman.pack_bits(fields, field_bits.reshape(-1))
     row_bit_lengths = np.bincount(kept_rows, weights=field_bits.sum(1), minlength=rows).astype(np.int64)
     return HcsrMatrix(

@@ -98,7 +98,9 @@ def check_lengths(lengths: np.ndarray, what: str) -> None:
         return
     kraft = int(np.sum(np.left_shift(np.int64(1), MAX_LENGTH - used)))
     if kraft != 1 << MAX_LENGTH:
-        raise CorruptedFileError(f"{what}: the code lengths are no complete prefix code (Kraft sum {kraft / (1 << MAX_LENGTH)} ≠ 1)")
+        raise CorruptedFileError(
+            f"{what}: the code lengths are no complete prefix code (Kraft sum {kraft / (1 << MAX_LENGTH)} ≠ 1)"
+        )
 
 
 def code_words(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
