@@ -105,7 +105,10 @@ def test_opcheck_every_stage(backend, gen):
     device = _device(backend)
     weight, _ = _sample(13, 21, 6, 0.7, gen)
     args = weight.kernel_args(device)
-    matrix = (*(args[n] for n in _TENSORS), *(args[n] for n in ("cols", "gap_bits", "value_bits", "escape", "escape_bits")))
+    matrix = (
+        *(args[n] for n in _TENSORS),
+        *(args[n] for n in ("cols", "gap_bits", "value_bits", "escape", "escape_bits")),
+    )
     x = torch.randn(4, 21, generator=gen).to(device).requires_grad_(True)
     torch.library.opcheck(_forward.custom_op, (x, *matrix, backend))
     torch.library.opcheck(_decode.custom_op, (*matrix, backend))
