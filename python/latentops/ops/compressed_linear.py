@@ -81,7 +81,9 @@ def compressed_linear(
     chosen = KERNELS.resolve(backend, x.device, x.dtype)
     args = weight.kernel_args(x.device)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    y = _forward(x.reshape(-1, cols).to(acc), *(args[n] for n in _TENSORS), *(args[n] for n in _INTS), chosen)
+    y = _forward(
+        x.reshape(x.shape[:-1].numel(), cols).to(acc), *(args[n] for n in _TENSORS), *(args[n] for n in _INTS), chosen
+    )
     y = y.to(x.dtype).reshape(*x.shape[:-1], rows)
     return y if bias is None else y + bias
 
