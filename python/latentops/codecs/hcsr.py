@@ -50,31 +50,44 @@ class HcsrMatrix(CompressedMatrix):
     def encode(cls, shared) -> HcsrMatrix:
         return encode_hcsr(shared.codes, shared.mask, shared.codebook)
 
+    def __init__(self, shape, parts, meta=None):
+        super().__init__(shape, parts, meta)
+        self._kernel_args: dict[torch.device, dict] = {}
+
     def kernel_args(self, device: torch.device | str = "cpu") -> dict:
         """The arguments of the compressed_linear stages (words … escape_bits) on `device`, built
-        once per device."""
+        once per device. The CPU ones are built by encode_hcsr and validate(), outside any
+        torch.compile trace (their tables come from numpy); other devices' are copies of them."""
         device = torch.device(device)
-        cache = self.__dict__.setdefault("_kernel_args", {})
-        if device not in cache:
-            gap_lut, gap_bits = huffman.decode_table(self.parts["gap_lengths"].numpy())
-            value_lut, value_bits = huffman.decode_table(self.parts["value_lengths"].numpy())
-            lengths = self.parts["row_bit_lengths"].to(torch.int64)
-            tensors = dict(
-                words=self.parts["words"],
-                row_bits=torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]),
-                row_nnz=self.parts["row_nnz"].to(torch.int32),
-                gap_lut=torch.from_numpy(gap_lut),
-                value_lut=torch.from_numpy(value_lut),
-                codebook=self.parts["codebook"],
-            )
-            cache[device] = {name: t.to(device).contiguous() for name, t in tensors.items()} | dict(
-                cols=self.shape[1],
-                gap_bits=gap_bits,
-                value_bits=value_bits,
-                escape=self.meta["escape"],
-                escape_bits=self.meta["escape_bits"],
-            )
-        return cache[device]
+        if device in self._kernel_args:
+            return self._kernel_args[device]
+        cpu = self._kernel_args.get(torch.device("cpu"))
+        if cpu is None:
+            cpu = self._kernel_args[torch.device("cpu")] = self._build_kernel_args()
+        if device.type == "cpu":
+            return cpu
+        moved = {name: v.to(device) if isinstance(v, torch.Tensor) else v for name, v in cpu.items()}
+        if not torch.compiler.is_compiling():
+            self._kernel_args[device] = moved
+        return moved
+
+    def _build_kernel_args(self) -> dict:
+        gap_lut, gap_bits = huffman.decode_table(self.parts["gap_lengths"].numpy())
+        value_lut, value_bits = huffman.decode_table(self.parts["value_lengths"].numpy())
+        lengths = self.parts["row_bit_lengths"].to(torch.int64)
+        return dict(
+            words=self.parts["words"].contiguous(),
+            row_bits=torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]),
+            row_nnz=self.parts["row_nnz"].to(torch.int32),
+            gap_lut=torch.from_numpy(gap_lut),
+            value_lut=torch.from_numpy(value_lut),
+            codebook=self.parts["codebook"].contiguous(),
+            cols=self.shape[1],
+            gap_bits=gap_bits,
+            value_bits=value_bits,
+            escape=self.meta["escape"],
+            escape_bits=self.meta["escape_bits"],
+        )
 
     def decode(self) -> torch.Tensor:
         args = self.kernel_args()
@@ -158,7 +171,7 @@ def encode_hcsr(
     field_bits = np.stack([gap_code_bits[gap_symbols], np.where(escaped, escape_bits, 0), value_code_bits[symbols]], 1)
     words, _ = huffman.pack_bits(fields, field_bits.reshape(-1))
     row_bit_lengths = np.bincount(kept_rows, weights=field_bits.sum(1), minlength=rows).astype(np.int64)
-    return HcsrMatrix(
+    matrix = HcsrMatrix(
         (rows, cols),
         dict(
             words=torch.from_numpy(words.view(np.int32)),
@@ -170,6 +183,8 @@ def encode_hcsr(
         ),
         dict(escape=int(escape), escape_bits=int(escape_bits)),
     )
+    matrix.kernel_args()  # the decode tables, built here rather than inside a torch.compile trace
+    return matrix
 
 
 def _best_escape(gaps: np.ndarray, max_length: int) -> tuple[int, int, np.ndarray]:
