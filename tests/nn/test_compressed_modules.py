@@ -63,8 +63,9 @@ def test_linear_matches_dense(backend, gen):
         _close(y, dense(x), (x.abs() @ dense.weight.abs().T).max().item())
 
 
+@pytest.mark.parametrize("method", ["decode", "unfold"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_conv_matches_dense(backend, gen):
+def test_conv_matches_dense(backend, method, gen):
     device = _device(backend)
     interpreted = backend == "triton" and not CUDA
     cases = [  # (in, out, kernel, stride, padding, dilation, batch, H, W)
@@ -80,7 +81,7 @@ def test_conv_matches_dense(backend, gen):
         shared = _shared(tuple(conv.weight.shape), 8, 0.7, gen)
         with torch.no_grad():
             conv.weight.copy_(_dense(shared))
-        layer = CompressedConv2d.from_module(conv, shared, backend=backend).to(device)
+        layer = CompressedConv2d.from_module(conv, shared, backend=backend, method=method).to(device)
         x = torch.randn(batch, c_in, h, w, generator=gen, dtype=torch.float64)
         conv.double()
         expected = conv(x)
@@ -100,7 +101,8 @@ def test_modules_hold_the_compressed_weight_not_a_dense_copy(gen):
         assert t.numel() < 64 * 300 * 0.2  # nothing of the dense size is stored
     assert "psi=" in repr(layer) and "in_features=300" in repr(layer)
     conv = CompressedConv2d.from_module(nn.Conv2d(3, 8, 3, bias=False), _shared((8, 3, 3, 3), 4, 0.5, gen))
-    assert "psi=" in repr(conv) and "kernel_size=(3, 3)" in repr(conv) and conv.bias is None
+    assert "psi=" in repr(conv) and "kernel_size=(3, 3)" in repr(conv) and "method='decode'" in repr(conv)
+    assert conv.bias is None
     # from an HcsrMatrix of the flattened weight, too
     matrix = encode_hcsr(shared.codes, shared.mask, shared.codebook)
     again = CompressedLinear.from_module(nn.Linear(300, 64, bias=False), matrix, backend="torch")
@@ -122,6 +124,8 @@ def test_state_dict_round_trip_including_another_matrix(gen):
     conv_b = CompressedConv2d.from_module(nn.Conv2d(3, 4, 3), _shared((4, 3, 3, 3), 2, 0.9, gen), backend="torch")
     conv_b.load_state_dict(conv_a.state_dict())
     x = torch.randn(2, 3, 6, 6, generator=gen)
+    assert torch.equal(conv_b(x), conv_a(x))
+    conv_a.method = conv_b.method = "unfold"
     assert torch.equal(conv_b(x), conv_a(x))
 
     wrong_shape = CompressedLinear.from_module(nn.Linear(66, 17), _shared((17, 66), 4, 0.5, gen))
@@ -147,14 +151,15 @@ def test_to_moves_bias_and_kernel_arguments_not_the_parts(gen):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_torch_compile_fullgraph(backend, gen):
+    if backend == "triton" and not CUDA:
+        pytest.skip("slow under the Triton interpreter; tests/ops/test_compressed_linear.py compiles the op there")
     device = _device(backend)
     linear = CompressedLinear.from_module(nn.Linear(17, 6), _shared((6, 17), 4, 0.6, gen), backend=backend)
-    conv = CompressedConv2d.from_module(
-        nn.Conv2d(2, 3, 3, padding=1), _shared((3, 2, 3, 3), 4, 0.5, gen), backend=backend
-    )
-    layers = [(linear, torch.randn(4, 17, generator=gen)), (conv, torch.randn(2, 2, 5, 4, generator=gen))]
-    if backend == "triton" and not CUDA:
-        layers = layers[:1]  # compiling the interpreted kernel's calls is slow; the op's tests cover it
+    conv_shared = _shared((3, 2, 3, 3), 4, 0.5, gen)
+    layers = [(linear, torch.randn(4, 17, generator=gen))]
+    for method in ("decode", "unfold"):
+        conv = CompressedConv2d.from_module(nn.Conv2d(2, 3, 3, padding=1), conv_shared, backend=backend, method=method)
+        layers.append((conv, torch.randn(2, 2, 5, 4, generator=gen)))
     for layer, x in layers:
         layer.to(device)
         x = x.to(device)
@@ -162,8 +167,10 @@ def test_torch_compile_fullgraph(backend, gen):
         torch.testing.assert_close(compiled(x), layer(x), rtol=1e-5, atol=1e-6)
 
 
-def test_gradients_reach_the_input(gen):
-    layer = CompressedConv2d.from_module(nn.Conv2d(2, 3, 3), _shared((3, 2, 3, 3), 4, 0.5, gen), backend="torch")
+@pytest.mark.parametrize("method", ["decode", "unfold"])
+def test_gradients_reach_the_input(method, gen):
+    shared = _shared((3, 2, 3, 3), 4, 0.5, gen)
+    layer = CompressedConv2d.from_module(nn.Conv2d(2, 3, 3), shared, backend="torch", method=method)
     dense = nn.Conv2d(2, 3, 3)
     with torch.no_grad():
         dense.weight.copy_(layer.weight.decode().reshape(3, 2, 3, 3))
@@ -216,6 +223,8 @@ def test_bad_arguments_name_themselves(gen):
         CompressedConv2d(conv_matrix, in_channels=2, kernel_size=3.0)
     with pytest.raises(ValueError, match="padding"):
         CompressedConv2d(conv_matrix, in_channels=2, kernel_size=3, padding="full")
+    with pytest.raises(ValueError, match="method"):
+        CompressedConv2d(conv_matrix, in_channels=2, kernel_size=3, method="im2col")
     with pytest.raises(ValueError, match="padding='same'"):
         CompressedConv2d(conv_matrix, in_channels=2, kernel_size=3, padding="same", stride=2)
     conv = CompressedConv2d(conv_matrix, in_channels=2, kernel_size=3, backend="torch")
