@@ -1,5 +1,5 @@
 """Triton kernels and their launchers, one module per op family (shipped as latentops.kernels)."""
 
-from . import graph, nearest_centroid, soft_quantize
+from . import compressed_linear, graph, nearest_centroid, soft_quantize
 
-__all__ = ["graph", "nearest_centroid", "soft_quantize"]
+__all__ = ["compressed_linear", "graph", "nearest_centroid", "soft_quantize"]
