@@ -32,7 +32,7 @@ def decode_entries(
 
     def peek(position, width):
         index = position >> 5
-        inside = index + 1 < n_words
+        inside = (index >= 0) & (index + 1 < n_words)
         index = torch.where(inside, index, 0)
         window = (stream[index] | (stream[index + 1] << 32)) >> (position & 31)
         return window & ((1 << width) - 1), inside
