@@ -69,7 +69,8 @@ def decode_stream(
     strict: bool,
     where: str = "stream",
 ) -> np.ndarray:
-    """The n symbols (int16, or int32 for alphabets over 32767) of the stream. strict=True (for
+    """The n symbols (int16, or int32 for alphabets over 32767) of the stream (strict=True: maybe
+    none, for a one-symbol code). strict=True (for
     validate) raises CorruptedFileError unless the stream is exactly what encode_stream writes:
     every segment ends at the next sync point, the last symbol ends in the last word, padding zero.
     The sync points, the length of the stream and the code must be checked before (check_stream)."""
@@ -77,8 +78,8 @@ def decode_stream(
     if n == 0:
         return np.zeros(0, dtype=dtype)
     table, table_bits = huffman.decode_table(lengths)
-    if table_bits == 0:  # one symbol, coded in 0 bits
-        return np.full(n, table[0] >> 4, dtype=dtype)
+    if table_bits == 0:  # one symbol, coded in 0 bits: nothing to check, and n may be huge
+        return np.zeros(0, dtype=dtype) if strict else np.full(n, table[0] >> 4, dtype=dtype)
     w32 = np.asarray(words).view(np.uint32).astype(np.uint64)
     # pair[i] = words i and i + 1 as one 64-bit window; padding covers a lane that runs past the end
     pad = (sync_every * huffman.MAX_LENGTH) // 32 + 2
