@@ -145,10 +145,10 @@ def check_stream(words, sync_bits, lengths, n: int, sync_every: int, where: str)
         shortest = int(lengths[used].min())
         if n * shortest > bits:
             raise CorruptedFileError(
-                f"{where}: the stream of {bits} bits is shorter than {n} codes of at least {shortest} bit(s)"
+                f"{where}: words: the stream of {bits} bits is shorter than {n} codes of at least {shortest} bit(s)"
             )
     elif np.asarray(words).size:
-        raise CorruptedFileError(f"{where}: a one-symbol code takes no words, got {np.asarray(words).size}")
+        raise CorruptedFileError(f"{where}: words: a one-symbol code takes no words, got {np.asarray(words).size}")
     if sync_bits.size:
         s = sync_bits.astype(np.int64)
         if s[0] != 0 or bool((np.diff(s) < 0).any()) or int(s.max()) > bits:
