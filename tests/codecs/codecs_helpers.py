@@ -16,7 +16,7 @@ def dense(s) -> torch.Tensor:
 
 def random_shared(gen, shape, k, density, laplace=False):
     if laplace:  # Laplace-like weights, pruned by magnitude, k uniform levels over the kept ones
-        w = torch.distributions.Laplace(0.0, 1.0).sample(shape) if False else _laplace(gen, shape)
+        w = _laplace(gen, shape)
         mask = w.abs() >= w.abs().flatten().quantile(1 - density) if w.numel() else torch.zeros(shape, dtype=torch.bool)
         kept = w[mask] if mask.any() else torch.zeros(1)
         codebook = torch.linspace(float(kept.min()), float(kept.max()), k)

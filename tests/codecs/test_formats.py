@@ -1,14 +1,13 @@
 import numpy as np
 import pytest
 import torch
+from codecs_helpers import dense, random_shared, shared
 
 from latentops.codecs import CorruptedFileError, huffman
 from latentops.codecs.csc import CscMatrix
 from latentops.codecs.formats import FORMATS, encode
 from latentops.codecs.ham import ham_paper_psi
 from latentops.codecs.sham import sham_paper_psi
-
-from codecs_helpers import dense, random_shared, shared
 
 NAMES = list(FORMATS)
 

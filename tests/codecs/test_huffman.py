@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,7 @@ def test_canonical_order_and_table_round_trip():
     used = np.flatnonzero(lengths)
     order = used[np.lexsort((used, lengths[used]))]
     codes = [int(f"{int(words[s]):0{int(bits[s])}b}"[::-1], 2) for s in order]  # MSB-first code values
-    assert all(a < b for a, b in zip(codes, codes[1:], strict=False))  # canonical: increasing in (length, symbol)
+    assert all(a < b for a, b in itertools.pairwise(codes))  # canonical: increasing in (length, symbol)
     symbols = rng.choice(used, 5000)
     stream, total = huffman.pack_bits(words[symbols], bits[symbols])
     table, table_bits = huffman.decode_table(lengths)
@@ -46,8 +48,8 @@ def test_length_limit_binding_still_decodes():
     lengths = huffman.huffman_lengths(counts, 8)
     assert int(lengths.max()) == 8 and kraft(lengths) == 1.0
     huffman.check_lengths(lengths, "limited")
-    table, bits = huffman.decode_table(lengths)
-    words, code_bits = huffman.code_words(lengths)
+    table, _ = huffman.decode_table(lengths)
+    words, _ = huffman.code_words(lengths)
     for s in range(20):
         assert table[int(words[s])] >> 4 == s
 
