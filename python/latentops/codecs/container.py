@@ -5,7 +5,7 @@ Layout: a matrix entry `name` stores each part as the tensor "name/part"; a plai
 under its own name. The safetensors header's __metadata__ holds one key, "latentops", whose value is
 JSON: {"version": 1, "metadata": <the caller's dict>, "entries": {name: {"kind": "matrix", "format",
 "shape", "meta", "parts": {part: {"tensor", "sha256"}}} or {"kind": "tensor", "tensor", "sha256"}}}.
-The SHA-256 is of each stored tensor's bytes.
+The SHA-256 is of each stored tensor's bytes; "latentops_sha256" is that of the JSON itself.
 
 save_file writes atomically (a temporary file in the same folder, fsync, os.replace), so a crash
 never leaves half a file under the name. load_file returns (entries, metadata); it reads the file
@@ -34,6 +34,7 @@ from latentops.codecs.matrix import CompressedMatrix
 
 VERSION = 1
 KEY = "latentops"
+CHECKSUM_KEY = "latentops_sha256"  # of the JSON of KEY, so a flipped entry name is caught
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit
 ITEM_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -78,7 +79,7 @@ def save_file(
         else:
             raise TypeError(f"entry {name!r} must be a CompressedMatrix or a tensor, got {type(value).__name__}")
     header = json.dumps(dict(version=VERSION, metadata=metadata or {}, entries=entries))
-    data = safetensors_save(tensors, metadata={KEY: header})
+    data = safetensors_save(tensors, metadata={KEY: header, CHECKSUM_KEY: hashlib.sha256(header.encode()).hexdigest()})
     path = Path(path)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -211,6 +212,8 @@ def _check_header(data: bytes) -> dict:
     for (_, end, key), (begin, _, other) in itertools.pairwise(spans):
         if begin < end:
             raise CorruptedFileError(f"tensors {key!r} and {other!r} overlap")
+    if file_metadata.get(CHECKSUM_KEY) != hashlib.sha256(file_metadata[KEY].encode()).hexdigest():
+        raise CorruptedFileError(f"the {KEY!r} header fails its checksum")
     try:
         header = json.loads(file_metadata[KEY])
     except ValueError as error:
