@@ -96,7 +96,7 @@ def test_truncated_and_checksum(gen, tmp_path):
     save_file(entries, path)
     data = path.read_bytes()
     path.write_bytes(data[:-5])
-    with pytest.raises(CorruptedFileError, match="model.lt"):
+    with pytest.raises(CorruptedFileError, match=r"model\.lt"):
         load_file(path)
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(CorruptedFileError, match="checksum"):
