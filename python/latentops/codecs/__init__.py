@@ -1,8 +1,35 @@
-"""latentops.codecs: weight compression (the fourth op family's host side): magnitude pruning,
-weight sharing, Huffman-coded sparse formats and the file that holds a compressed model."""
+"""latentops.codecs: weight compression, the host side of the fourth op family (the kernels are
+latentops.compressed_linear / latentops.decompress): magnitude pruning, weight sharing, Huffman-coded
+sparse formats, and the file that holds a compressed model.
 
+    mask = prune_magnitude(w, 0.95)                       # keep the 5% largest |w|
+    shared = quantize(w, 32, method="cws", mask=mask)     # codes, float32 codebook, mask
+    matrix = encode(shared, format="hcsr")                # .decode(), .nbytes, .psi
+    save_file({"fc1.weight": matrix}, "model.lops")       # safetensors, checksummed
+"""
+
+from latentops.codecs.container import load_file, save_file
+from latentops.codecs.csc import CscMatrix, csc_paper_psi
 from latentops.codecs.errors import CorruptedFileError
+from latentops.codecs.formats import FORMATS, encode
+from latentops.codecs.ham import HamMatrix, ham_paper_psi
 from latentops.codecs.hcsr import HcsrMatrix, encode_hcsr
 from latentops.codecs.matrix import CompressedMatrix
+from latentops.codecs.sham import ShamMatrix, sham_paper_psi
 
-__all__ = ["CompressedMatrix", "CorruptedFileError", "HcsrMatrix", "encode_hcsr"]
+__all__ = [
+    "FORMATS",
+    "CompressedMatrix",
+    "CorruptedFileError",
+    "CscMatrix",
+    "HamMatrix",
+    "HcsrMatrix",
+    "ShamMatrix",
+    "csc_paper_psi",
+    "encode",
+    "encode_hcsr",
+    "ham_paper_psi",
+    "load_file",
+    "save_file",
+    "sham_paper_psi",
+]
