@@ -132,7 +132,8 @@ def _cws(values: torch.Tensor, k: int, seed: int, info: dict, *, iters: int) -> 
         info["inertia"] = 0.0
         return distinct, torch.searchsorted(distinct, values)
     init = torch.linspace(float(distinct[0]), float(distinct[-1]), k, device=values.device)
-    result = kmeans(values[:, None], k, init=init[:, None], iters=iters, seed=seed)
+    # tol=0: Lloyd runs until no label changes (or iters), so the levels are the means of their cells.
+    result = kmeans(values[:, None], k, init=init[:, None], iters=iters, tol=0.0, seed=seed)
     info["inertia"] = result.inertia
     levels = torch.unique(result.centroids[:, 0])
     return _compact(levels, _nearest_level(values, levels))
