@@ -135,7 +135,9 @@ def _cws(values: torch.Tensor, k: int, seed: int, info: dict, *, iters: int) -> 
     # tol=0: Lloyd runs until no label changes (or iters), so the levels are the means of their cells.
     result = kmeans(values[:, None], k, init=init[:, None], iters=iters, tol=0.0, seed=seed)
     info["inertia"] = result.inertia
-    levels = torch.unique(result.centroids[:, 0])
+    # A float32 cell mean can round past its cell's extreme weight (n equal values summed); the
+    # clamp moves no true mean and keeps every level inside [min, max].
+    levels = torch.unique(result.centroids[:, 0].clamp(distinct[0], distinct[-1]))
     return _compact(levels, _nearest_level(values, levels))
 
 
