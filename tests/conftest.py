@@ -69,10 +69,10 @@ def gen():
     return torch.Generator().manual_seed(seed)
 
 
-# Tests of tiny models (folders and files under tests/). Splitting their small ops over threads
-# costs more than it saves, and on a loaded 2-core machine each parallel op waits for descheduled
-# workers (2-3x slower there).
-SINGLE_THREADED = ("data", "models", "pipelines", "test_cli.py")
+# Tests of tiny models and of the codecs' many small tensor ops (folders and files under tests/).
+# Splitting their small ops over threads costs more than it saves, and on a loaded 2-core machine
+# each parallel op waits for descheduled workers (2-3x slower there; tests/codecs: 50 s vs 18 s).
+SINGLE_THREADED = ("codecs", "data", "models", "pipelines", "test_cli.py")
 
 
 @pytest.fixture(autouse=True)
