@@ -202,8 +202,8 @@ def test_bad_arguments_name_themselves(gen):
         CompressedLinear(matrix, torch.zeros(5, dtype=torch.int64))
     with pytest.raises(ValueError, match="backend"):
         CompressedLinear(matrix, backend="gpu")
-    with pytest.raises(NotImplementedError, match="quantize"):
-        CompressedLinear.from_module(nn.Linear(9, 5), k=16, sparsity=0.9)
+    with pytest.raises(TypeError, match="needs either weight"):
+        CompressedLinear.from_module(nn.Linear(9, 5), sparsity=0.9)
     with pytest.raises(TypeError, match="quantize options"):
         CompressedLinear.from_module(nn.Linear(9, 5), shared, k=16)
     with pytest.raises(ValueError, match="x's last dimension"):
@@ -234,3 +234,12 @@ def test_bad_arguments_name_themselves(gen):
         conv(torch.zeros(1, 2, 2, 5))
     with pytest.raises(TypeError, match="x"):
         conv(torch.zeros(1, 2, 5, 5, dtype=torch.int64))
+
+
+def test_from_module_prunes_and_quantizes():
+    dense = nn.Linear(40, 12)
+    layer = CompressedLinear.from_module(dense, k=8, sparsity=0.75, method="uq", backend="torch")
+    weight = layer.weight.decode()
+    assert int((weight != 0).sum()) == 120 and weight.unique().numel() <= 9
+    x = torch.randn(3, 40)
+    torch.testing.assert_close(layer(x), F.linear(x, weight, dense.bias.detach()))

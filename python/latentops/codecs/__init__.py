@@ -15,21 +15,30 @@ from latentops.codecs.formats import FORMATS, encode
 from latentops.codecs.ham import HamMatrix, ham_paper_psi
 from latentops.codecs.hcsr import HcsrMatrix, encode_hcsr
 from latentops.codecs.matrix import CompressedMatrix
+from latentops.codecs.pruning import apply_pruning_mask, prune_magnitude, prune_magnitude_global
+from latentops.codecs.quantizers import METHODS, quantize
 from latentops.codecs.sham import ShamMatrix, sham_paper_psi
+from latentops.codecs.shared_weights import SharedWeights
 
 __all__ = [
     "FORMATS",
+    "METHODS",
     "CompressedMatrix",
     "CorruptedFileError",
     "CscMatrix",
     "HamMatrix",
     "HcsrMatrix",
     "ShamMatrix",
+    "SharedWeights",
+    "apply_pruning_mask",
     "csc_paper_psi",
     "encode",
     "encode_hcsr",
     "ham_paper_psi",
     "load_file",
+    "prune_magnitude",
+    "prune_magnitude_global",
+    "quantize",
     "save_file",
     "sham_paper_psi",
 ]

@@ -135,10 +135,29 @@ def _cws(values: torch.Tensor, k: int, seed: int, info: dict, *, iters: int) -> 
     # tol=0: Lloyd runs until no label changes (or iters), so the levels are the means of their cells.
     result = kmeans(values[:, None], k, init=init[:, None], iters=iters, tol=0.0, seed=seed)
     info["inertia"] = result.inertia
+    levels = _lloyd_polish(values, torch.unique(result.centroids[:, 0]), iters)
     # A float32 cell mean can round past its cell's extreme weight (n equal values summed); the
     # clamp moves no true mean and keeps every level inside [min, max].
-    levels = torch.unique(result.centroids[:, 0].clamp(distinct[0], distinct[-1]))
-    return _compact(levels, _nearest_level(values, levels))
+    levels = levels.clamp(distinct[0], distinct[-1])
+    return _compact(levels, _nearest_level(values, levels))  # nearest to the float32 levels
+
+
+def _lloyd_polish(values: torch.Tensor, levels: torch.Tensor, steps: int) -> torch.Tensor:
+    """Lloyd's steps in float64 on the 1-D data, from k-means' float32 levels, until no code changes
+    (at most `steps`): each level is then the mean of its cell and each weight has its nearest level,
+    which k-means' float32 sums and its iteration limit do not promise. Cheap in 1-D: a step is a
+    sorted search and two bincounts."""
+    v = values.double()
+    codes = _nearest_level(v, levels.double())
+    for _ in range(steps):
+        counts = torch.bincount(codes, minlength=levels.numel())
+        means = torch.bincount(codes, weights=v, minlength=levels.numel())[counts > 0] / counts[counts > 0]
+        new_codes = _nearest_level(v, means)
+        converged = torch.equal(new_codes, torch.cumsum(counts > 0, 0)[codes] - 1)
+        codes, levels = new_codes, means
+        if converged:
+            break
+    return levels.float()
 
 
 def _pws(values: torch.Tensor, k: int, seed: int, info: dict) -> tuple[torch.Tensor, torch.Tensor]:

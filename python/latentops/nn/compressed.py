@@ -22,6 +22,8 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from latentops.codecs.hcsr import HcsrMatrix, encode_hcsr
+from latentops.codecs.pruning import prune_magnitude
+from latentops.codecs.quantizers import quantize
 from latentops.ops.checks import check_choice, check_int, check_tensor
 from latentops.ops.compressed_linear import compressed_linear, decompress
 
@@ -30,17 +32,16 @@ _META = "weight_meta"  # int64 [rows, cols, escape, escape_bits]
 _BACKENDS = ("cpu", "cuda", "triton", "torch")
 
 
-def quantize_for_compression(weight: torch.Tensor, **options):
-    """The quantizer path of from_module (weight=None): prune and share `weight` into an object
-    with codes, codebook and mask (latentops.codecs' SharedWeights).
-
-    Not wired yet: latentops.codecs.quantize and the pruning functions are being written on another
-    branch. Once they land this becomes prune_magnitude(weight, sparsity) then quantize(weight, k,
-    method=..., mask=...), with `options` (k, sparsity, method, ...) passed through."""
-    raise NotImplementedError(
-        "from_module without a weight needs the quantizers (latentops.codecs.quantize), which are not on "
-        "this branch yet: pass weight= an HcsrMatrix or an object with codes, codebook and mask"
-    )
+def quantize_for_compression(
+    weight: torch.Tensor, *, k: int | None = None, method: str = "cws", sparsity: float = 0.0, seed: int = 0, **options
+):
+    """The quantizer path of from_module (weight=None): `weight` pruned by magnitude to `sparsity`
+    (latentops.codecs.prune_magnitude), then shared into at most k levels by `method`
+    (latentops.codecs.quantize with seed and options)."""
+    if k is None:
+        raise TypeError("from_module needs either weight (an HcsrMatrix or SharedWeights) or k (to quantize)")
+    mask = prune_magnitude(weight, sparsity)
+    return quantize(weight, k, method=method, mask=mask, seed=seed, **options)
 
 
 def _as_matrix(weight, shape: tuple[int, ...], name: str = "weight") -> HcsrMatrix:
