@@ -26,9 +26,9 @@ from pathlib import Path
 
 import table
 
-FAMILIES = ("nearest_centroid", "soft_quantize", "graph")
+FAMILIES = ("nearest_centroid", "soft_quantize", "graph", "compressed_linear")
 # Kernel-name prefixes of each family in csrc/cuda/*.cu, for the sanitizer logs and SASS.
-KERNEL_PREFIX = {"nearest_centroid": "nc_", "soft_quantize": "sq_", "graph": "sg_"}
+KERNEL_PREFIX = {"nearest_centroid": "nc_", "soft_quantize": "sq_", "graph": "sg_", "compressed_linear": "cl_"}
 GPU_BACKENDS = ("cuda", "triton")
 SASS_OPCODES = ("HGMMA", "HMMA", "FFMA", "FMUL", "LDGSTS", "LDSM", "LDL", "STL")
 

@@ -35,24 +35,26 @@ declare -A TESTS=(
   [nearest_centroid]="tests/ops/test_nearest_centroid.py tests/test_kmeans.py tests/nn/test_vector_quantizer.py"
   [soft_quantize]="tests/ops/test_soft_quantize.py tests/nn/test_soft_vector_quantizer.py"
   [graph]="tests/ops/test_graph.py tests/nn/test_graph_losses.py"
+  [compressed_linear]="tests/ops/test_compressed_linear.py tests/ops/test_compressed_linear_triton.py tests/ops/test_compressed_linear_native.py tests/nn/test_compressed_modules.py"
 )
-BENCH_CASES=(ceilings nearest_centroid soft_quantize graph kmeans)
+BENCH_CASES=(ceilings nearest_centroid soft_quantize graph compressed_linear kmeans)
 
 # name, budget (s), command: the whole plan, in order.
 PLAN=()
 step() { PLAN+=("$1|$2|$3"); }
 step record 10 "record"
 step build 100 "build"
-for family in nearest_centroid soft_quantize graph; do
-  step "tests-$family" 40 "$PY -m pytest -v -p no:cacheprovider -m cuda --timeout 30 --junitxml $WORK/junit-$family.xml ${TESTS[$family]} > $WORK/tests-$family.log 2>&1"
+declare -A TEST_BUDGET=([nearest_centroid]=40 [soft_quantize]=40 [graph]=40 [compressed_linear]=30)
+for family in nearest_centroid soft_quantize graph compressed_linear; do
+  step "tests-$family" "${TEST_BUDGET[$family]}" "$PY -m pytest -v -p no:cacheprovider -m cuda --timeout 30 --junitxml $WORK/junit-$family.xml ${TESTS[$family]} > $WORK/tests-$family.log 2>&1"
 done
-declare -A BENCH_BUDGET=([ceilings]=15 [nearest_centroid]=45 [soft_quantize]=40 [graph]=30 [kmeans]=20)
+declare -A BENCH_BUDGET=([ceilings]=15 [nearest_centroid]=45 [soft_quantize]=40 [graph]=30 [compressed_linear]=30 [kmeans]=20)
 for case in "${BENCH_CASES[@]}"; do
   step "bench-$case" "${BENCH_BUDGET[$case]}" "cd benches && $PY run.py --only $case --rows $WORK/rows.jsonl \"\${SKIPS[@]}\" > $WORK/bench-$case.log 2>&1"
 done
 step profile 30 "cd benches && $PY gpu_check.py profile > $WORK/profile.md 2> $WORK/profile.log"
-step memcheck 40 "compute-sanitizer --tool memcheck --error-exitcode 1 $PY benches/gpu_check.py sanitize > $WORK/memcheck.log 2>&1"
-step racecheck 40 "compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 1 $PY benches/gpu_check.py sanitize > $WORK/racecheck.log 2>&1"
+step memcheck 35 "compute-sanitizer --tool memcheck --error-exitcode 1 $PY benches/gpu_check.py sanitize > $WORK/memcheck.log 2>&1"
+step racecheck 35 "compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 1 $PY benches/gpu_check.py sanitize > $WORK/racecheck.log 2>&1"
 
 record() {
   {

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 
 import latentops
+from latentops import testing
+from latentops.codecs import encode_hcsr
 from latentops.kernel_enums import Accuracy
 from latentops.native import library
 from latentops.native.nearest_centroid import _launch
@@ -31,6 +33,13 @@ def sanitize() -> int:
     labels = torch.randint(0, 3, (N,), device="cuda", generator=gen)
     for k in (None, 5):  # the dense graph and the k-NN one (its sparse backward)
         latentops.graph_smoothness(x, labels, k=k, num_classes=3, backend="cuda").sum().backward()
+    codes, mask, codebook = testing.compressed_weight_sample(
+        N, 3 * D, K, 0.7, generator=torch.Generator().manual_seed(0)
+    )
+    weight = encode_hcsr(codes, mask, codebook)
+    latentops.decompress(weight, device="cuda", backend="cuda")
+    xc = torch.randn(3, 3 * D, device="cuda", generator=gen, requires_grad=True)
+    latentops.compressed_linear(xc, weight, backend="cuda").sum().backward()
     torch.cuda.synchronize()
     print("sanitize: every CUDA kernel ran")
     return 0

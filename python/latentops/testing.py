@@ -121,9 +121,10 @@ def compressed_weight_sample(rows: int, cols: int, k: int, sparsity: float, *, g
     weight = torch.empty(rows, cols, dtype=torch.float64).exponential_(generator=generator)
     weight *= torch.randint(0, 2, (rows, cols), generator=generator) * 2 - 1
     removed = round(sparsity * weight.numel())
-    mask = torch.ones(weight.numel(), dtype=torch.bool)
-    mask[weight.abs().reshape(-1).argsort()[:removed]] = False
-    mask = mask.reshape(rows, cols)
+    # the removed-th smallest magnitude as the threshold: O(n), and exact (float64 draws do not tie)
+    magnitude = weight.abs()
+    threshold = magnitude.reshape(-1).kthvalue(removed).values if removed else -1.0
+    mask = magnitude > threshold
     kept = weight[mask]
     low, high = (kept.min().item(), kept.max().item()) if kept.numel() else (0.0, 0.0)
     codebook = torch.linspace(low, high, k, dtype=torch.float64).to(torch.float32)
