@@ -1,27 +1,32 @@
 // Decode and y = x·Wᵀ on the hcsr form, on the CPU (contract: latentops/compressed_linear.h).
 //
-// The decode is a chain of dependent lookups (position → peek → gap table → position → value table
-// → position), ~20 cycles of latency per (gap, value) pair but only ~15 instructions. So each thread
-// decodes kLanes rows at once, round-robin (Huff0's 4-stream trick): the lanes' chains overlap and the
-// loop runs at instruction throughput. A lane that finishes its row takes the thread's next one.
+// The decode is a chain of dependent lookups (bits → gap table → shift → value table → shift), ~14
+// cycles of latency per (gap, value) pair but only ~16 instructions. So each thread decodes kLanes
+// rows at once, round-robin (Huff0's 4-stream trick): the lanes' chains overlap and the loop runs at
+// instruction throughput. A lane that finishes its row takes the thread's next one.
 //
-// Per call the tables are repacked for that loop:
-//   gap:   uint16 (symbol << 4 | length) for symbols < kSpecial; the escape symbol and anything
-//          ≥ kSpecial (or negative) become kSpecial, which sends the step to the original table.
-//   value: the code length (uint8) and the codebook value itself (float; 0 for a symbol outside the
-//          codebook), two small tables indexed by the same peek.
-// One 64-bit load at word p >> 5, shifted by p & 31, holds ≥ 33 valid bits: the gap code (≤ 15) and
-// the value code (≤ 15) of a pair without escape, bit-identical to the contract's peek.
+// Per lane a 64-bit container holds the stream from bit p on (one unaligned load at byte p >> 3,
+// shifted by p & 7: ≥ 57 valid bits, the same bits as the contract's peeks), and a group of
+// `group` pairs (group · longest pair without escape ≤ 57) is decoded from it by shifts alone, then
+// the container is refilled. The tables are repacked per call so that a pair costs two lookups and
+// no field extraction:
+//   gap:   uint16 ((symbol + 1) << 6 | length); a shift by the entry shifts by its length (shrx
+//          uses the low 6 bits), and E += entry advances both the column (E >> 6) and the bits
+//          consumed in the group (E & 63, < 64 since a group takes ≤ 57). The escape symbol, symbols
+//          > kMaxFastSymbol and negative ones are 0 << 6 | length: the pair is then decoded exactly
+//          from the original tables (rare: escaped gaps) and the container refilled.
+//   value: 8 bytes (code length, codebook value); 0 for a symbol outside the codebook.
 //
-// Bounds without per-step checks: a lane runs unchecked only for as many pairs as cannot reach the
-// stream's end (pair_max bits each, the longest a pair can be), and its column saturates at `cols`,
-// which the sinks ignore (x is padded with a zero row at `cols`; the dense sink tests col < cols).
-// A row's count is clamped to `cols` (columns strictly increase), so the work of any input is bounded
-// by rows · cols steps and nothing hangs. Near the end of the stream a row finishes in a checked
-// single-stream loop that stops exactly where the contract says.
+// Bounds without per-pair checks: a lane runs unchecked only for as many pairs as cannot take it
+// past fast_end (pair_max bits each: the longest pair, escape included), and its column is clamped
+// to `cols` at each refill: within a group it may run at most group · (kMaxFastSymbol + 1) past
+// cols, into zero padding of x that the sinks read (the dense sink tests col < cols). A row's count
+// is clamped to `cols` (columns strictly increase), so the work of any input is bounded by
+// rows · cols pairs and nothing hangs. Near the end of the stream a row finishes in a checked loop
+// that stops exactly where the contract says.
 //
 // The product: batch 1 accumulates a scalar per lane (x[col] · value); batch 2..16 one or two AVX2
-// vectors per lane over x transposed to (cols + 1) x 8 or x 16; larger batches run in blocks of 16,
+// vectors per lane over x transposed to (cols + pad) x 8 or x 16; larger batches run in blocks of 16,
 // decoding again per block (the FMAs, not the decode, dominate there).
 #include "latentops/compressed_linear.h"
 
@@ -42,64 +47,49 @@ namespace latentops {
 namespace {
 
 constexpr int kLanes = 4;
-constexpr uint32_t kSpecial = 4095;  // gap symbol field that means "look in the original table"
-constexpr int kMaxTableBits = 15;    // code lengths are 4-bit fields, so no table needs more
+constexpr int kMaxGroup = 4;             // pairs per container refill, at most
+constexpr int kContainerBits = 57;       // valid bits after a refill
+constexpr int32_t kMaxFastSymbol = 1021;  // (symbol + 1) fits the 10 bits above the length field
+constexpr uint32_t kEscapeEntry = 1023u << 6;  // the gap entry of the escape symbol (| length)
+constexpr int kMaxTableBits = 15;         // code lengths are 4-bit fields, so no table needs more
+
+struct ValueEntry {
+  uint32_t length;
+  float value;
+};
 
 // The tables and bounds one decode reads.
 struct Decoder {
   const uint32_t* words;
-  int64_t stream_end;         // a peek at p is in bounds iff 0 ≤ p < stream_end: (p >> 5) + 1 < n_words
+  const unsigned char* bytes;  // the same stream
+  int64_t stream_end;          // a contract peek at p is in bounds iff 0 ≤ p < stream_end
+  int64_t fast_end;            // refills and peeks of the unchecked loop stay below it
   int64_t cols;
-  const int32_t* gap_lut;     // the original, for kSpecial entries and the checked loop
-  const uint16_t* gap;        // repacked
-  const uint8_t* value_len;
-  const float* value;
-  uint32_t gap_mask, value_mask;
+  const int32_t* gap_lut;      // the original tables: special pairs and the checked loop
+  const int32_t* value_lut;
+  const uint16_t* gap;         // repacked
+  const ValueEntry* value;
+  uint64_t gap_mask, value_mask;
   int64_t escape;
   int escape_bits;
   uint32_t escape_mask;
-  int64_t pair_max;           // the most bits one pair can take
+  int64_t pair_max;            // the most bits one pair can take
+  int group;                   // pairs per refill
+  int64_t x_pad;               // zero columns the sinks' x needs past cols
 };
 
-inline uint64_t load64(const uint32_t* words, int64_t p) {
+// The contract's peek (low 32 bits of it); p must be in [0, stream_end).
+inline uint32_t peek(const Decoder& d, int64_t p) {
   uint64_t w;
-  std::memcpy(&w, words + (p >> 5), sizeof(w));
-  return w >> (p & 31);
+  std::memcpy(&w, d.words + (p >> 5), sizeof(w));
+  return static_cast<uint32_t>(w >> (p & 31));
 }
 
-// The gap of a kSpecial entry (escape or a large symbol), from the original table; p is the pair's
-// start and moves past the gap code (and escape bits). Returns the gap, or -1 to stop the row (a
-// negative symbol or gap would move the column backwards).
-inline int64_t special_gap(const Decoder& d, int64_t& p, uint64_t bits) {
-  const int32_t e = d.gap_lut[bits & d.gap_mask];
-  p += e & 15;
-  const int64_t s = e >> 4;
-  if (s != d.escape) return s < 0 ? -1 : s;
-  const int64_t gap = d.escape + static_cast<int64_t>(load64(d.words, p) & d.escape_mask);
-  p += d.escape_bits;
-  return gap < 0 ? -1 : gap;
-}
-
-// One unchecked pair of a lane: p < stream_end - (pair_max - 1) holds (see fast_steps). col saturates
-// at cols.
-template <typename Sink>
-inline __attribute__((always_inline)) void step(const Decoder& d, int64_t& p, int64_t& col, Sink& sink, int lane) {
-  uint64_t bits = load64(d.words, p);
-  const uint32_t e = d.gap[bits & d.gap_mask];
-  int64_t gap = e >> 4;
-  const uint32_t lg = e & 15;
-  if (__builtin_expect(gap == kSpecial, 0)) {
-    gap = special_gap(d, p, bits);
-    if (gap < 0) gap = d.cols;  // stop: saturate the column
-    bits = load64(d.words, p);
-  } else {
-    p += lg;
-    bits >>= lg;
-  }
-  const uint32_t vi = static_cast<uint32_t>(bits) & d.value_mask;
-  p += d.value_len[vi];
-  col = std::min(col + gap + 1, d.cols);
-  sink.put(lane, col, d.value[vi]);
+// ≥ 57 valid stream bits from p; p must be below fast_end.
+inline uint64_t refill(const Decoder& d, int64_t p) {
+  uint64_t w;
+  std::memcpy(&w, d.bytes + (p >> 3), sizeof(w));
+  return w >> (p & 7);
 }
 
 // The contract, every bound checked: decodes `left` pairs of a row from (p, col) or stops early.
@@ -107,46 +97,138 @@ template <typename Sink>
 void checked_row(const Decoder& d, int64_t p, int64_t col, int64_t left, Sink& sink, int lane) {
   for (; left > 0; --left) {
     if (p < 0 || p >= d.stream_end) return;
-    const uint64_t bits = load64(d.words, p);
-    const int32_t e = d.gap_lut[bits & d.gap_mask];
+    const int32_t e = d.gap_lut[peek(d, p) & d.gap_mask];
     int64_t gap = e >> 4;
     p += e & 15;
     if (gap == d.escape) {
       if (p >= d.stream_end) return;
-      gap = d.escape + static_cast<int64_t>(load64(d.words, p) & d.escape_mask);
+      gap = d.escape + static_cast<int64_t>(peek(d, p) & d.escape_mask);
       p += d.escape_bits;
     }
     if (gap < 0) return;
     col += gap + 1;
     if (col >= d.cols) return;
     if (p >= d.stream_end) return;
-    const uint32_t vi = static_cast<uint32_t>(load64(d.words, p)) & d.value_mask;
-    p += d.value_len[vi];
-    sink.put(lane, col, d.value[vi]);
+    const ValueEntry v = d.value[peek(d, p) & d.value_mask];
+    p += v.length;
+    sink.put(lane, col + 1, v.value);
   }
 }
 
-// How many pairs from p cannot reach the end of the stream: every peek of them lies at or before
-// p + fast · pair_max < stream_end.
+// How many pairs from p cannot take the unchecked loop past fast_end: each refill and peek of them
+// lies at or before p + fast · pair_max < fast_end.
 inline int64_t fast_steps(const Decoder& d, int64_t p, int64_t left) {
-  if (p < 0 || p >= d.stream_end) return 0;
+  if (p < 0 || p >= d.fast_end) return 0;
   if (d.pair_max == 0) return left;
-  return std::min(left, (d.stream_end - 1 - p) / d.pair_max);
+  return std::min(left, (d.fast_end - 1 - p) / d.pair_max);
+}
+
+// One lane of the unchecked loop: p is where the container starts, E = (col + 1) << 6 | bits
+// consumed since p. (col + 1 ≥ 0 keeps E unsigned at the row's start, col = -1; the sinks take
+// c1 = col + 1 and index arrays shifted by one.)
+struct LaneState {
+  uint64_t bits;
+  int64_t p;
+  uint64_t E;
+};
+
+inline __attribute__((always_inline)) void begin_group(const Decoder& d, LaneState& s) {
+  s.p += static_cast<int64_t>(s.E & 63);
+  const int64_t c1 = std::min(static_cast<int64_t>(s.E >> 6), d.cols + 1);
+  s.E = static_cast<uint64_t>(c1) << 6;
+  s.bits = refill(d, s.p);
+}
+
+// What the hot loop reads per pair, as values the compiler keeps in registers.
+struct Hot {
+  const uint16_t* gap;
+  const ValueEntry* value;
+  uint64_t gap_mask, value_mask;
+};
+
+struct Special {
+  int64_t p, c1;
+  float value;
+};
+
+// A pair whose gap entry is special, decoded exactly from the original tables at bit p with column
+// c1 - 1 before it. By value, so that the hot loop's state never has its address taken.
+__attribute__((noinline)) Special special_pair(const Decoder& d, int64_t p, int64_t c1) {
+  int64_t col = c1 - 1;
+  const int32_t e = d.gap_lut[peek(d, p) & d.gap_mask];
+  p += e & 15;
+  int64_t gap = e >> 4;
+  if (gap == d.escape) {
+    gap = d.escape + static_cast<int64_t>(peek(d, p) & d.escape_mask);
+    p += d.escape_bits;
+  }
+  col = gap < 0 ? d.cols : std::min(col + gap + 1, d.cols);  // a negative gap stops the row
+  const ValueEntry v = d.value[peek(d, p) & d.value_mask];
+  return {p + v.length, col + 1, v.value};
+}
+
+template <typename Sink>
+inline __attribute__((always_inline)) void pair(const Decoder& d, const Hot& h, LaneState& s, Sink& sink,
+                                                int lane) {
+  const uint32_t e = h.gap[s.bits & h.gap_mask];
+  if (__builtin_expect(e - 64 >= kEscapeEntry - 64, 0)) {
+    if (e < 64) {  // a symbol the fast table cannot hold: all from the original tables
+      const Special r = special_pair(d, s.p + static_cast<int64_t>(s.E & 63), static_cast<int64_t>(s.E >> 6));
+      s.p = r.p;
+      s.E = static_cast<uint64_t>(r.c1) << 6;
+      s.bits = refill(d, r.p);
+      sink.put(lane, r.c1, r.value);
+      return;
+    }
+    // The escape: refill at its raw bits, so the container holds them, the value code and the rest
+    // of the group (make_decoder sizes groups for that).
+    const int64_t p = s.p + static_cast<int64_t>(s.E & 63) + (e & 63);
+    s.bits = refill(d, p);
+    const int64_t gap = d.escape + static_cast<int64_t>(s.bits & d.escape_mask);
+    s.bits >>= d.escape_bits;
+    s.p = p + d.escape_bits;
+    s.E = static_cast<uint64_t>(std::min(static_cast<int64_t>(s.E >> 6) + gap + 1, d.cols + 1)) << 6;
+  } else {
+    s.bits >>= (e & 63);  // shrx takes the low 6 bits: the length
+    s.E += e;
+  }
+  const ValueEntry v = h.value[s.bits & h.value_mask];
+  s.bits >>= v.length;
+  s.E += v.length;
+  sink.put(lane, static_cast<int64_t>(s.E >> 6), v.value);
 }
 
 struct Lane {
-  int64_t row, p, col, left, fast;
+  int64_t row, left, fast;
+  LaneState s;
   bool busy;
 };
 
-// Decodes rows [r0, r1) into `sink`: begin_row(lane, r), put(lane, col, value) (col may equal cols:
-// ignore it), end_row(lane, r).
+// Decodes rows [r0, r1) into `sink`: begin_row(lane, r), put(lane, c1, value) with c1 = col + 1
+// (col may be ≥ cols, within x's padding: ignore it), end_row(lane, r).
 template <typename Sink>
 void decode_rows(const Decoder& d, const int64_t* row_bits, const int32_t* row_nnz, int64_t r0, int64_t r1,
-                 Sink& sink) {
+                 const Sink& sink_in) {
+  Sink sink = sink_in;
+  const int group = d.group;
+  const Hot hot{d.gap, d.value, d.gap_mask, d.value_mask};
   int64_t next = r0;
   Lane lanes[kLanes];
-  // Gives `lane` the next row that has unchecked pairs to decode (rows without any are done here);
+  // `pairs` (≤ fast) unchecked pairs of one lane.
+  auto advance = [&](int i, int64_t pairs) {
+    Lane& l = lanes[i];
+    l.left -= pairs;
+    l.fast -= pairs;
+    while (pairs > 0) {
+      begin_group(d, l.s);
+      const int64_t n = std::min<int64_t>(pairs, group);
+      for (int64_t j = 0; j < n; ++j) pair(d, hot, l.s, sink, i);
+      pairs -= n;
+    }
+    l.s.p += static_cast<int64_t>(l.s.E & 63);
+    l.s.E &= ~uint64_t{63};
+  };
+  // Gives lane i the next row that has unchecked pairs to decode (rows without any are done here);
   // false when there is none.
   auto start = [&](int i) -> bool {
     Lane& l = lanes[i];
@@ -154,57 +236,73 @@ void decode_rows(const Decoder& d, const int64_t* row_bits, const int32_t* row_n
     while (next < r1) {
       const int64_t r = next++;
       l.row = r;
-      l.p = row_bits[r];
-      l.col = -1;
+      l.s.p = row_bits[r];
+      l.s.E = 0;
       l.left = std::min<int64_t>(std::max<int32_t>(row_nnz[r], 0), d.cols);
       sink.begin_row(i, r);
-      l.fast = fast_steps(d, l.p, l.left);
+      l.fast = fast_steps(d, l.s.p, l.left);
       if (l.fast > 0) return l.busy = true;
-      checked_row(d, l.p, l.col, l.left, sink, i);
+      checked_row(d, l.s.p, -1, l.left, sink, i);
       sink.end_row(i, r);
     }
     return false;
   };
-  // The lane's row is past its unchecked pairs: the rest checked, or on unchecked again when the
-  // actual position allows. False when the row is done.
+  // Lane i's row is past its unchecked pairs: more unchecked ones when the actual position allows,
+  // else the rest checked and the row ends. False when the row is done.
   auto resume = [&](int i) -> bool {
     Lane& l = lanes[i];
-    if (l.left > 0) l.fast = fast_steps(d, l.p, l.left);
+    if (l.left > 0) l.fast = fast_steps(d, l.s.p, l.left);
     if (l.fast > 0) return true;
-    if (l.left > 0) checked_row(d, l.p, l.col, l.left, sink, i);
+    if (l.left > 0) checked_row(d, l.s.p, static_cast<int64_t>(l.s.E >> 6) - 1, l.left, sink, i);
     sink.end_row(i, l.row);
     return false;
   };
-  bool all = true;
-  for (int i = 0; i < kLanes; ++i) all = start(i) && all;
-  while (all) {
-    int64_t p0 = lanes[0].p, p1 = lanes[1].p, p2 = lanes[2].p, p3 = lanes[3].p;
-    int64_t c0 = lanes[0].col, c1 = lanes[1].col, c2 = lanes[2].col, c3 = lanes[3].col;
-    const int64_t m = std::min(std::min(lanes[0].fast, lanes[1].fast), std::min(lanes[2].fast, lanes[3].fast));
-    for (int64_t j = 0; j < m; ++j) {
-      step(d, p0, c0, sink, 0);
-      step(d, p1, c1, sink, 1);
-      step(d, p2, c2, sink, 2);
-      step(d, p3, c3, sink, 3);
+  // Runs lane i alone until it has a full group of unchecked pairs (or no row); false: no row.
+  auto settle = [&](int i) -> bool {
+    while (lanes[i].busy && lanes[i].fast < group) {
+      if (lanes[i].fast > 0) advance(i, lanes[i].fast);
+      if (!resume(i) && !start(i)) return false;
     }
-    lanes[0].p = p0, lanes[1].p = p1, lanes[2].p = p2, lanes[3].p = p3;
-    lanes[0].col = c0, lanes[1].col = c1, lanes[2].col = c2, lanes[3].col = c3;
+    return lanes[i].busy;
+  };
+  bool all = true;
+  for (int i = 0; i < kLanes; ++i) all = (start(i) && settle(i)) && all;
+  while (all) {
+    int64_t groups = lanes[0].fast;
+    for (int i = 1; i < kLanes; ++i) groups = std::min(groups, lanes[i].fast);
+    groups /= group;
+    // Locals whose address is never taken, so that they live in registers.
+    LaneState s0 = lanes[0].s, s1 = lanes[1].s, s2 = lanes[2].s, s3 = lanes[3].s;
+    Sink hs = sink;
+    const Hot h = hot;
+    for (int64_t g = 0; g < groups; ++g) {
+      begin_group(d, s0);
+      begin_group(d, s1);
+      begin_group(d, s2);
+      begin_group(d, s3);
+      for (int j = 0; j < group; ++j) {
+        pair(d, h, s0, hs, 0);
+        pair(d, h, s1, hs, 1);
+        pair(d, h, s2, hs, 2);
+        pair(d, h, s3, hs, 3);
+      }
+    }
+    sink = hs;
+    lanes[0].s = s0, lanes[1].s = s1, lanes[2].s = s2, lanes[3].s = s3;
     for (int i = 0; i < kLanes; ++i) {
       Lane& l = lanes[i];
-      l.left -= m;
-      l.fast -= m;
-      if (l.fast > 0 || resume(i) || start(i)) continue;
-      all = false;
+      l.s.p += static_cast<int64_t>(l.s.E & 63);
+      l.s.E &= ~uint64_t{63};
+      l.left -= groups * group;
+      l.fast -= groups * group;
+      if (!settle(i)) all = false;
     }
   }
   // Out of rows for some lane: the others finish theirs alone.
   for (int i = 0; i < kLanes; ++i) {
-    Lane& l = lanes[i];
-    while (l.busy) {
-      for (int64_t j = 0; j < l.fast; ++j) step(d, l.p, l.col, sink, i);
-      l.left -= l.fast;
-      l.fast = 0;
-      if (!resume(i)) l.busy = false;
+    while (lanes[i].busy) {
+      advance(i, lanes[i].fast);
+      if (!resume(i)) lanes[i].busy = lanes[i].busy && start(i);
     }
   }
 }
@@ -213,38 +311,38 @@ void decode_rows(const Decoder& d, const int64_t* row_bits, const int32_t* row_n
 struct DenseSink {
   float* dense;
   int64_t cols;
-  float* row[kLanes];
-  void begin_row(int i, int64_t r) { row[i] = dense + r * cols; }
-  void put(int i, int64_t col, float v) {
-    if (col < cols) row[i][col] = v;
+  float* row[kLanes];  // shifted by one: row[i][c1] is column c1 - 1
+  void begin_row(int i, int64_t r) { row[i] = dense + r * cols - 1; }
+  void put(int i, int64_t c1, float v) {
+    if (c1 <= cols) row[i][c1] = v;
   }
   void end_row(int, int64_t) {}
 };
 
-// Batch 1: y[r] = Σ value · x[col], x padded with x[cols] = 0.
+// Batch 1: y[r] = Σ value · x[col], x zero-padded past cols.
 struct DotSink {
-  const float* x;
+  const float* x;  // shifted by one
   float* y;
   float acc[kLanes];
   void begin_row(int i, int64_t) { acc[i] = 0.f; }
-  void put(int i, int64_t col, float v) { acc[i] = __builtin_fmaf(v, x[col], acc[i]); }
+  void put(int i, int64_t c1, float v) { acc[i] = __builtin_fmaf(v, x[c1], acc[i]); }
   void end_row(int i, int64_t r) { y[r] = acc[i]; }
 };
 
-// Batch up to 8·kVectors: yt[r][0:S] = Σ value · xt[col][0:S], xt (cols + 1) x S with a zero row at
-// cols, S = 8·kVectors.
+// Batch up to 8·kVectors: yt[r][0:S] = Σ value · xt[col][0:S], xt with S = 8·kVectors columns and
+// zero rows past cols.
 template <int kVectors>
 struct DotVectorSink {
   static constexpr int kStride = 8 * kVectors;
-  const float* xt;
+  const float* xt;  // shifted by one row
   float* yt;
   __m256 acc[kLanes][kVectors];
   void begin_row(int i, int64_t) {
     for (int v = 0; v < kVectors; ++v) acc[i][v] = _mm256_setzero_ps();
   }
-  void put(int i, int64_t col, float value) {
+  void put(int i, int64_t c1, float value) {
     const __m256 w = _mm256_set1_ps(value);
-    const float* src = xt + col * kStride;
+    const float* src = xt + c1 * kStride;
     for (int v = 0; v < kVectors; ++v) acc[i][v] = _mm256_fmadd_ps(w, _mm256_load_ps(src + 8 * v), acc[i][v]);
   }
   void end_row(int i, int64_t r) {
@@ -255,8 +353,7 @@ struct DotVectorSink {
 // The repacked tables a Decoder points into.
 struct Tables {
   std::vector<uint16_t> gap;
-  std::vector<uint8_t> value_len;
-  std::vector<float> value;
+  std::vector<ValueEntry> value;
 };
 
 Decoder make_decoder(const HcsrMatrix& w, Tables& t, const char* who) {
@@ -271,37 +368,52 @@ Decoder make_decoder(const HcsrMatrix& w, Tables& t, const char* who) {
                                                                    << w.escape_bits);
   Decoder d{};
   d.words = w.words;
+  d.bytes = reinterpret_cast<const unsigned char*>(w.words);
   d.stream_end = w.n_words >= 2 ? 32 * (w.n_words - 1) : 0;
+  d.fast_end = w.n_words >= 2 ? 32 * w.n_words - 64 : 0;  // a refill at p reads bytes up to p/8 + 7
   d.cols = w.cols;
   d.gap_lut = w.gap_lut;
+  d.value_lut = w.value_lut;
   d.escape = w.escape;
   d.escape_bits = w.escape_bits;
   d.escape_mask = w.escape_bits == 0 ? 0u : (1u << w.escape_bits) - 1u;
   const size_t n_gap = size_t{1} << w.gap_bits, n_value = size_t{1} << w.value_bits;
-  d.gap_mask = static_cast<uint32_t>(n_gap - 1);
-  d.value_mask = static_cast<uint32_t>(n_value - 1);
+  d.gap_mask = n_gap - 1;
+  d.value_mask = n_value - 1;
   t.gap.resize(n_gap);
-  int max_gap_len = 0, max_value_len = 0;
+  int max_gap_len = 0, max_fast_gap_len = 0, max_value_len = 0;
+  int32_t max_fast_symbol = 0;
   for (size_t i = 0; i < n_gap; ++i) {
     const int32_t e = w.gap_lut[i];
-    const int32_t s = e >> 4;
-    const bool special = s == w.escape || s < 0 || s >= static_cast<int32_t>(kSpecial);
-    t.gap[i] = static_cast<uint16_t>(((special ? kSpecial : static_cast<uint32_t>(s)) << 4) | (e & 15));
-    max_gap_len = std::max(max_gap_len, e & 15);
+    const int32_t s = e >> 4, len = e & 15;
+    const bool escape = s == w.escape && s >= 0;
+    const bool special = !escape && (s < 0 || s > kMaxFastSymbol);
+    t.gap[i] = static_cast<uint16_t>((escape ? kEscapeEntry : special ? 0u : static_cast<uint32_t>(s + 1) << 6) | len);
+    max_gap_len = std::max(max_gap_len, len);
+    if (!special) {
+      max_fast_gap_len = std::max(max_fast_gap_len, len);
+      max_fast_symbol = std::max(max_fast_symbol, s);
+    }
   }
-  t.value_len.resize(n_value);
   t.value.resize(n_value);
   for (size_t i = 0; i < n_value; ++i) {
     const int32_t e = w.value_lut[i];
     const int32_t s = e >> 4;
-    t.value_len[i] = static_cast<uint8_t>(e & 15);
-    t.value[i] = (s >= 0 && s < w.k) ? w.codebook[s] : 0.f;  // out of the codebook: bounded garbage
+    t.value[i].length = static_cast<uint32_t>(e & 15);
+    t.value[i].value = (s >= 0 && s < w.k) ? w.codebook[s] : 0.f;  // out of the codebook: bounded garbage
     max_value_len = std::max(max_value_len, e & 15);
   }
   d.gap = t.gap.data();
-  d.value_len = t.value_len.data();
   d.value = t.value.data();
   d.pair_max = max_gap_len + w.escape_bits + max_value_len;
+  // A group fits the container from its refill on, and so does the rest of it after an escape's
+  // refill (escape bits, the value code, up to group - 1 more pairs).
+  const int fast_pair = max_fast_gap_len + max_value_len;
+  d.group = kMaxGroup;
+  while (d.group > 1 && (d.group * fast_pair > kContainerBits ||
+                         w.escape_bits + max_value_len + (d.group - 1) * fast_pair > kContainerBits))
+    --d.group;
+  d.x_pad = static_cast<int64_t>(d.group) * (max_fast_symbol + 1) + 1;
   return d;
 }
 
@@ -336,37 +448,33 @@ void run_split(const Decoder& d, const HcsrMatrix& w, int64_t row_cost, int64_t 
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     const int t = thread_id();
-    if (t < team) {
-      auto sink = make_sink(bounds[t], bounds[t + 1]);
-      decode_rows(d, w.row_bits, w.row_nnz, bounds[t], bounds[t + 1], sink);
-    }
+    if (t < team) decode_rows(d, w.row_bits, w.row_nnz, bounds[t], bounds[t + 1], make_sink(bounds[t], bounds[t + 1]));
   }
 }
 
 template <int kVectors>
 void forward_block(const Decoder& d, const CompressedLinearForwardParams& p, int64_t b0, int64_t nb) {
   constexpr int64_t kStride = 8 * kVectors;
-  const int64_t rows = p.w.rows, cols = p.w.cols, batch = p.batch;
+  const int64_t rows = p.w.rows, cols = p.w.cols, xrows = cols + d.x_pad;
   AlignedBuffer<float> xt, yt;
-  xt.reset(static_cast<size_t>((cols + 1) * kStride), /*zero=*/false);
+  xt.reset(static_cast<size_t>(xrows * kStride), /*zero=*/false);
   yt.reset(static_cast<size_t>(rows * kStride), /*zero=*/false);
   float* xt_ = xt.get();
   float* yt_ = yt.get();
 #pragma omp parallel for schedule(static) if (cols * nb > 65536)
-  for (int64_t c = 0; c <= cols; ++c) {
+  for (int64_t c = 0; c < xrows; ++c) {
     for (int64_t j = 0; j < kStride; ++j)
       xt_[c * kStride + j] = (c < cols && j < nb) ? p.x[(b0 + j) * cols + c] : 0.f;
   }
   run_split(d, p.w, 8, rows * nb / 8, [&](int64_t, int64_t) {
     DotVectorSink<kVectors> s;
-    s.xt = xt_;
+    s.xt = xt_ - kStride;
     s.yt = yt_;
     return s;
   });
 #pragma omp parallel for schedule(static) if (rows * nb > 65536)
   for (int64_t j = 0; j < nb; ++j)
     for (int64_t r = 0; r < rows; ++r) p.y[(b0 + j) * rows + r] = yt_[r * kStride + j];
-  (void)batch;
 }
 
 }  // namespace
@@ -398,11 +506,11 @@ void compressed_linear_forward_cpu(const CompressedLinearForwardParams& p) {
     return;
   }
   if (p.batch == 1) {
-    std::vector<float> xp(static_cast<size_t>(cols) + 1, 0.f);
+    std::vector<float> xp(static_cast<size_t>(cols + d.x_pad), 0.f);
     std::copy(p.x, p.x + cols, xp.begin());
     run_split(d, p.w, 8, 0, [&](int64_t, int64_t) {
       DotSink s;
-      s.x = xp.data();
+      s.x = xp.data() - 1;
       s.y = p.y;
       return s;
     });
