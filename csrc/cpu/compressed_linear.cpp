@@ -49,8 +49,9 @@ namespace {
 constexpr int kLanes = 4;
 constexpr int kMaxGroup = 4;             // pairs per container refill, at most
 constexpr int kContainerBits = 57;       // valid bits after a refill
-constexpr int32_t kMaxFastSymbol = 1021;  // (symbol + 1) fits the 10 bits above the length field
-constexpr uint32_t kEscapeEntry = 1023u << 6;  // the gap entry of the escape symbol (| length)
+constexpr int32_t kMaxFastSymbol = 510;  // (symbol + 1) fits bits 6..14 of a gap entry
+constexpr uint32_t kRareEntry = 1u << 15;  // gap entry flag: escape (| 1 << 14) or a symbol the fast table cannot hold
+constexpr uint32_t kEscapeEntry = kRareEntry | (1u << 14);
 constexpr int kMaxTableBits = 15;         // code lengths are 4-bit fields, so no table needs more
 
 struct ValueEntry {
@@ -171,8 +172,8 @@ template <typename Sink>
 inline __attribute__((always_inline)) void pair(const Decoder& d, const Hot& h, LaneState& s, Sink& sink,
                                                 int lane) {
   const uint32_t e = h.gap[s.bits & h.gap_mask];
-  if (__builtin_expect(e - 64 >= kEscapeEntry - 64, 0)) {
-    if (e < 64) {  // a symbol the fast table cannot hold: all from the original tables
+  if (__builtin_expect(e & kRareEntry, 0)) {
+    if (e < kEscapeEntry) {  // a symbol the fast table cannot hold: all from the original tables
       const Special r = special_pair(d, s.p + static_cast<int64_t>(s.E & 63), static_cast<int64_t>(s.E >> 6));
       s.p = r.p;
       s.E = static_cast<uint64_t>(r.c1) << 6;
@@ -196,6 +197,28 @@ inline __attribute__((always_inline)) void pair(const Decoder& d, const Hot& h, 
   s.bits >>= v.length;
   s.E += v.length;
   sink.put(lane, static_cast<int64_t>(s.E >> 6), v.value);
+}
+
+// `groups` groups of each of the 4 lanes, round-robin; kGroup: the group size when known at compile
+// time (unrolled), else 0 and `group`.
+template <int kGroup, typename Sink>
+inline __attribute__((always_inline)) void lockstep(const Decoder& d, const Hot& h, int64_t groups, int group,
+                                                    LaneState& s0, LaneState& s1, LaneState& s2, LaneState& s3,
+                                                    Sink& sink) {
+  static_assert(kLanes == 4, "the round-robin below is written out for 4 lanes");
+  for (int64_t g = 0; g < groups; ++g) {
+    begin_group(d, s0);
+    begin_group(d, s1);
+    begin_group(d, s2);
+    begin_group(d, s3);
+#pragma GCC unroll 4
+    for (int j = 0; j < (kGroup ? kGroup : group); ++j) {
+      pair(d, h, s0, sink, 0);
+      pair(d, h, s1, sink, 1);
+      pair(d, h, s2, sink, 2);
+      pair(d, h, s3, sink, 3);
+    }
+  }
 }
 
 struct Lane {
@@ -275,18 +298,10 @@ void decode_rows(const Decoder& d, const int64_t* row_bits, const int32_t* row_n
     LaneState s0 = lanes[0].s, s1 = lanes[1].s, s2 = lanes[2].s, s3 = lanes[3].s;
     Sink hs = sink;
     const Hot h = hot;
-    for (int64_t g = 0; g < groups; ++g) {
-      begin_group(d, s0);
-      begin_group(d, s1);
-      begin_group(d, s2);
-      begin_group(d, s3);
-      for (int j = 0; j < group; ++j) {
-        pair(d, h, s0, hs, 0);
-        pair(d, h, s1, hs, 1);
-        pair(d, h, s2, hs, 2);
-        pair(d, h, s3, hs, 3);
-      }
-    }
+    if (group == kMaxGroup)
+      lockstep<kMaxGroup>(d, h, groups, kMaxGroup, s0, s1, s2, s3, hs);
+    else
+      lockstep<0>(d, h, groups, group, s0, s1, s2, s3, hs);
     sink = hs;
     lanes[0].s = s0, lanes[1].s = s1, lanes[2].s = s2, lanes[3].s = s3;
     for (int i = 0; i < kLanes; ++i) {
@@ -388,7 +403,7 @@ Decoder make_decoder(const HcsrMatrix& w, Tables& t, const char* who) {
     const int32_t s = e >> 4, len = e & 15;
     const bool escape = s == w.escape && s >= 0;
     const bool special = !escape && (s < 0 || s > kMaxFastSymbol);
-    t.gap[i] = static_cast<uint16_t>((escape ? kEscapeEntry : special ? 0u : static_cast<uint32_t>(s + 1) << 6) | len);
+    t.gap[i] = static_cast<uint16_t>((escape ? kEscapeEntry : special ? kRareEntry : static_cast<uint32_t>(s + 1) << 6) | len);
     max_gap_len = std::max(max_gap_len, len);
     if (!special) {
       max_fast_gap_len = std::max(max_fast_gap_len, len);
