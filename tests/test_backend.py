@@ -16,7 +16,7 @@ from latentops import _backend
 # The modules (latentops.ops re-exports the functions under the same names).
 FAMILIES = {
     family: importlib.import_module(f"latentops.ops.{family}").KERNELS
-    for family in ("nearest_centroid", "soft_quantize", "graph")
+    for family in ("nearest_centroid", "soft_quantize", "graph", "compressed_linear")
 }
 CPU = torch.device("cpu")
 
@@ -28,6 +28,11 @@ def _call(family: str, dtype: torch.dtype, **kwargs):
         return latentops.nearest_centroid(x, c, **kwargs)[1]
     if family == "soft_quantize":
         return latentops.soft_quantize(x, c, 0.5, **kwargs)
+    if family == "compressed_linear":
+        weight = latentops.codecs.encode_hcsr(
+            torch.arange(12).reshape(4, 3) % 3, torch.ones(4, 3, dtype=torch.bool), c[:3, 0]
+        )
+        return latentops.compressed_linear(x, weight, **kwargs)
     return latentops.graph_smoothness(x, torch.arange(6) % 2, k=2, num_classes=2, **kwargs)
 
 

@@ -4,10 +4,12 @@ Every op has a hand-written CUDA kernel, a Triton kernel, a C++ CPU kernel and a
 reference, registered as torch custom ops (torch.compile and autograd work through them).
 """
 
-from latentops import nn
+from latentops import codecs, nn
 from latentops._backend import BACKEND_NAMES, backends, use_backend
 from latentops.kmeans import KMeansResult, kmeans
 from latentops.ops import (
+    compressed_linear,
+    decompress,
     graph_smoothness,
     laplacian,
     nearest_centroid,
@@ -22,6 +24,9 @@ __all__ = [
     "BACKEND_NAMES",
     "KMeansResult",
     "backends",
+    "codecs",
+    "compressed_linear",
+    "decompress",
     "graph_smoothness",
     "kmeans",
     "laplacian",

@@ -98,3 +98,34 @@ def graph_sample(n: int, widths, classes: int, *, generator: torch.Generator, so
     else:
         labels = torch.randint(0, classes, (n,), generator=generator).to(layers[0].device)
     return layers, labels
+
+
+# (rows, cols, k, sparsity): odd sizes; k = 1 (0-bit value codes); long sparse rows (escaped gaps);
+# an all-zero and a fully dense matrix; more than 65,536 rows.
+COMPRESSED_LINEAR_SHAPES = [
+    (1, 1, 1, 0.0),
+    (3, 17, 5, 0.5),
+    (130, 67, 32, 0.95),
+    (17, 3000, 1024, 0.99),
+    (37, 130, 256, 0.0),
+    (5, 9, 4, 1.0),
+    (70_000, 3, 3, 0.5),
+]
+COMPRESSED_LINEAR_INTERPRETER_SHAPES = [(1, 1, 1, 0.0), (3, 17, 5, 0.5), (33, 67, 32, 0.95), (5, 9, 4, 1.0)]
+
+
+def compressed_weight_sample(rows: int, cols: int, k: int, sparsity: float, *, generator: torch.Generator):
+    """(codes, mask, codebook) of a trained-looking pruned and shared weight: Laplace weights, the
+    `sparsity` fraction of smallest magnitudes pruned, each kept weight rounded to the nearest of
+    k uniform levels over the kept range (every level used where k allows)."""
+    weight = torch.empty(rows, cols, dtype=torch.float64).exponential_(generator=generator)
+    weight *= torch.randint(0, 2, (rows, cols), generator=generator) * 2 - 1
+    removed = round(sparsity * weight.numel())
+    mask = torch.ones(weight.numel(), dtype=torch.bool)
+    mask[weight.abs().reshape(-1).argsort()[:removed]] = False
+    mask = mask.reshape(rows, cols)
+    kept = weight[mask]
+    low, high = (kept.min().item(), kept.max().item()) if kept.numel() else (0.0, 0.0)
+    codebook = torch.linspace(low, high, k, dtype=torch.float64).to(torch.float32)
+    codes = ((weight - low) / max(high - low, 1e-30) * (k - 1)).round().clamp(0, k - 1).to(torch.int64)
+    return codes, mask, codebook
