@@ -7,15 +7,18 @@
 //
 // Per lane a 64-bit container holds the stream from bit p on (one unaligned load at byte p >> 3,
 // shifted by p & 7: ≥ 57 valid bits, the same bits as the contract's peeks), and a group of
-// `group` pairs (group · longest pair without escape ≤ 57) is decoded from it by shifts alone, then
-// the container is refilled. The tables are repacked per call so that a pair costs two lookups and
-// no field extraction:
+// `group` pairs (group · longest fast pair ≤ 57) is decoded from it by shifts alone, then the
+// container is refilled. The tables are repacked per call so that a pair costs two lookups and no
+// field extraction, with root tables of kGapRootBits / kValueRootBits index bits (zlib's
+// two-level idea: small enough for L1 next to x; the encoder's longer codes are its rare symbols):
 //   gap:   uint16 ((symbol + 1) << 6 | length); a shift by the entry shifts by its length (shrx
 //          uses the low 6 bits), and E += entry advances both the column (E >> 6) and the bits
-//          consumed in the group (E & 63, < 64 since a group takes ≤ 57). The escape symbol, symbols
-//          > kMaxFastSymbol and negative ones are 0 << 6 | length: the pair is then decoded exactly
-//          from the original tables (rare: escaped gaps) and the container refilled.
-//   value: 8 bytes (code length, codebook value); 0 for a symbol outside the codebook.
+//          consumed in the group (E & 63, < 64 since a group takes ≤ 57). The escape symbol
+//          (kEscapeEntry: its raw bits are read after a refill) and the rest (kRareEntry: a code
+//          longer than the root, a symbol > kMaxFastSymbol or a negative one: the whole pair is
+//          decoded from the original tables, then a refill) carry flag bit 15.
+//   value: 8 bytes (code length, codebook value); 0 for a symbol outside the codebook; length
+//          kLongCode for a code longer than the root (decoded from the original table).
 //
 // Bounds without per-pair checks: a lane runs unchecked only for as many pairs as cannot take it
 // past fast_end (pair_max bits each: the longest pair, escape included), and its column is clamped
@@ -53,6 +56,11 @@ constexpr int32_t kMaxFastSymbol = 510;  // (symbol + 1) fits bits 6..14 of a ga
 constexpr uint32_t kRareEntry = 1u << 15;  // gap entry flag: escape (| 1 << 14) or a symbol the fast table cannot hold
 constexpr uint32_t kEscapeEntry = kRareEntry | (1u << 14);
 constexpr int kMaxTableBits = 15;         // code lengths are 4-bit fields, so no table needs more
+// Root bits of the repacked tables (zlib's two-level idea): they stay small enough for L1 next to
+// x; a longer code (rare: Huffman gives long codes to rare symbols) takes the exact path.
+constexpr int kGapRootBits = 12;
+constexpr int kValueRootBits = 10;
+constexpr uint32_t kLongCode = 255;  // value entry length of a code longer than the root
 
 struct ValueEntry {
   uint32_t length;
@@ -70,7 +78,10 @@ struct Decoder {
   const int32_t* value_lut;
   const uint16_t* gap;         // repacked
   const ValueEntry* value;
-  uint64_t gap_mask, value_mask;
+  uint64_t gap_mask, value_mask;            // of the original tables
+  uint64_t gap_root_mask, value_root_mask;  // of the repacked ones
+  const float* codebook;
+  int64_t k;
   int64_t escape;
   int escape_bits;
   uint32_t escape_mask;
@@ -93,6 +104,13 @@ inline uint64_t refill(const Decoder& d, int64_t p) {
   return w >> (p & 7);
 }
 
+// The value code at bit p (in bounds), from the original table; 0 for a symbol outside the codebook.
+inline ValueEntry exact_value(const Decoder& d, int64_t p) {
+  const int32_t e = d.value_lut[peek(d, p) & d.value_mask];
+  const int32_t s = e >> 4;
+  return {static_cast<uint32_t>(e & 15), (s >= 0 && s < d.k) ? d.codebook[s] : 0.f};
+}
+
 // The contract, every bound checked: decodes `left` pairs of a row from (p, col) or stops early.
 template <typename Sink>
 void checked_row(const Decoder& d, int64_t p, int64_t col, int64_t left, Sink& sink, int lane) {
@@ -110,7 +128,7 @@ void checked_row(const Decoder& d, int64_t p, int64_t col, int64_t left, Sink& s
     col += gap + 1;
     if (col >= d.cols) return;
     if (p >= d.stream_end) return;
-    const ValueEntry v = d.value[peek(d, p) & d.value_mask];
+    const ValueEntry v = exact_value(d, p);
     p += v.length;
     sink.put(lane, col + 1, v.value);
   }
@@ -164,9 +182,11 @@ __attribute__((noinline)) Special special_pair(const Decoder& d, int64_t p, int6
     p += d.escape_bits;
   }
   col = gap < 0 ? d.cols : std::min(col + gap + 1, d.cols);  // a negative gap stops the row
-  const ValueEntry v = d.value[peek(d, p) & d.value_mask];
+  const ValueEntry v = exact_value(d, p);
   return {p + v.length, col + 1, v.value};
 }
+
+__attribute__((noinline)) ValueEntry long_value(const Decoder& d, int64_t p) { return exact_value(d, p); }
 
 template <typename Sink>
 inline __attribute__((always_inline)) void pair(const Decoder& d, const Hot& h, LaneState& s, Sink& sink,
@@ -193,7 +213,16 @@ inline __attribute__((always_inline)) void pair(const Decoder& d, const Hot& h, 
     s.bits >>= (e & 63);  // shrx takes the low 6 bits: the length
     s.E += e;
   }
-  const ValueEntry v = h.value[s.bits & h.value_mask];
+  ValueEntry v = h.value[s.bits & h.value_mask];
+  if (__builtin_expect(v.length == kLongCode, 0)) {  // longer than the root table: exact, then refill
+    const int64_t p = s.p + static_cast<int64_t>(s.E & 63);
+    v = long_value(d, p);
+    s.p = p + v.length;
+    s.bits = refill(d, s.p);
+    s.E &= ~uint64_t{63};
+    sink.put(lane, static_cast<int64_t>(s.E >> 6), v.value);
+    return;
+  }
   s.bits >>= v.length;
   s.E += v.length;
   sink.put(lane, static_cast<int64_t>(s.E >> 6), v.value);
@@ -234,7 +263,7 @@ void decode_rows(const Decoder& d, const int64_t* row_bits, const int32_t* row_n
                  const Sink& sink_in) {
   Sink sink = sink_in;
   const int group = d.group;
-  const Hot hot{d.gap, d.value, d.gap_mask, d.value_mask};
+  const Hot hot{d.gap, d.value, d.gap_root_mask, d.value_root_mask};
   int64_t next = r0;
   Lane lanes[kLanes];
   // `pairs` (≤ fast) unchecked pairs of one lane.
@@ -298,8 +327,8 @@ void decode_rows(const Decoder& d, const int64_t* row_bits, const int32_t* row_n
     LaneState s0 = lanes[0].s, s1 = lanes[1].s, s2 = lanes[2].s, s3 = lanes[3].s;
     Sink hs = sink;
     const Hot h = hot;
-    if (group == kMaxGroup)
-      lockstep<kMaxGroup>(d, h, groups, kMaxGroup, s0, s1, s2, s3, hs);
+    if (group == 2)  // the root tables' longest pair, 12 + 10 bits, makes groups of 2
+      lockstep<2>(d, h, groups, 2, s0, s1, s2, s3, hs);
     else
       lockstep<0>(d, h, groups, group, s0, s1, s2, s3, hs);
     sink = hs;
@@ -395,38 +424,55 @@ Decoder make_decoder(const HcsrMatrix& w, Tables& t, const char* who) {
   const size_t n_gap = size_t{1} << w.gap_bits, n_value = size_t{1} << w.value_bits;
   d.gap_mask = n_gap - 1;
   d.value_mask = n_value - 1;
-  t.gap.resize(n_gap);
-  int max_gap_len = 0, max_fast_gap_len = 0, max_value_len = 0;
+  d.codebook = w.codebook;
+  d.k = w.k;
+  const int gap_root = std::min(w.gap_bits, kGapRootBits), value_root = std::min(w.value_bits, kValueRootBits);
+  const size_t n_gap_root = size_t{1} << gap_root, n_value_root = size_t{1} << value_root;
+  d.gap_root_mask = n_gap_root - 1;
+  d.value_root_mask = n_value_root - 1;
+  // Whether the root index i decides the entry: every extension of it to the full table agrees
+  // (always so for a canonical table and a code no longer than the root).
+  auto decided = [](const int32_t* lut, size_t n, size_t n_root, size_t i) {
+    for (size_t j = i + n_root; j < n; j += n_root)
+      if (lut[j] != lut[i]) return false;
+    return true;
+  };
+  int max_gap_len = 0, max_fast_gap_len = 0, max_value_len = 0, max_fast_value_len = 0;
   int32_t max_fast_symbol = 0;
-  for (size_t i = 0; i < n_gap; ++i) {
+  for (size_t i = 0; i < n_gap; ++i) max_gap_len = std::max(max_gap_len, w.gap_lut[i] & 15);
+  for (size_t i = 0; i < n_value; ++i) max_value_len = std::max(max_value_len, w.value_lut[i] & 15);
+  t.gap.resize(n_gap_root);
+  for (size_t i = 0; i < n_gap_root; ++i) {
     const int32_t e = w.gap_lut[i];
     const int32_t s = e >> 4, len = e & 15;
-    const bool escape = s == w.escape && s >= 0;
-    const bool special = !escape && (s < 0 || s > kMaxFastSymbol);
-    t.gap[i] = static_cast<uint16_t>((escape ? kEscapeEntry : special ? kRareEntry : static_cast<uint32_t>(s + 1) << 6) | len);
-    max_gap_len = std::max(max_gap_len, len);
-    if (!special) {
-      max_fast_gap_len = std::max(max_fast_gap_len, len);
-      max_fast_symbol = std::max(max_fast_symbol, s);
-    }
+    const bool rooted = len <= gap_root && decided(w.gap_lut, n_gap, n_gap_root, i);
+    const bool escape = rooted && s == w.escape && s >= 0;
+    const bool fast = rooted && !escape && s >= 0 && s <= kMaxFastSymbol;
+    t.gap[i] = static_cast<uint16_t>(
+        (escape ? kEscapeEntry : fast ? static_cast<uint32_t>(s + 1) << 6 : kRareEntry) | len);
+    if (fast || escape) max_fast_gap_len = std::max(max_fast_gap_len, len);
+    if (fast) max_fast_symbol = std::max(max_fast_symbol, s);
   }
-  t.value.resize(n_value);
-  for (size_t i = 0; i < n_value; ++i) {
+  t.value.resize(n_value_root);
+  for (size_t i = 0; i < n_value_root; ++i) {
     const int32_t e = w.value_lut[i];
-    const int32_t s = e >> 4;
-    t.value[i].length = static_cast<uint32_t>(e & 15);
-    t.value[i].value = (s >= 0 && s < w.k) ? w.codebook[s] : 0.f;  // out of the codebook: bounded garbage
-    max_value_len = std::max(max_value_len, e & 15);
+    const int32_t s = e >> 4, len = e & 15;
+    if (len <= value_root && decided(w.value_lut, n_value, n_value_root, i)) {
+      t.value[i] = {static_cast<uint32_t>(len), (s >= 0 && s < w.k) ? w.codebook[s] : 0.f};  // else bounded garbage
+      max_fast_value_len = std::max(max_fast_value_len, len);
+    } else {
+      t.value[i] = {kLongCode, 0.f};
+    }
   }
   d.gap = t.gap.data();
   d.value = t.value.data();
   d.pair_max = max_gap_len + w.escape_bits + max_value_len;
   // A group fits the container from its refill on, and so does the rest of it after an escape's
   // refill (escape bits, the value code, up to group - 1 more pairs).
-  const int fast_pair = max_fast_gap_len + max_value_len;
+  const int fast_pair = max_fast_gap_len + max_fast_value_len;
   d.group = kMaxGroup;
   while (d.group > 1 && (d.group * fast_pair > kContainerBits ||
-                         w.escape_bits + max_value_len + (d.group - 1) * fast_pair > kContainerBits))
+                         w.escape_bits + max_fast_value_len + (d.group - 1) * fast_pair > kContainerBits))
     --d.group;
   d.x_pad = static_cast<int64_t>(d.group) * (max_fast_symbol + 1) + 1;
   return d;
