@@ -50,6 +50,7 @@ namespace latentops {
 namespace {
 
 constexpr int kLanes = 4;
+constexpr int kChunksPerThread = 16;  // row chunks per thread (see run_split)
 constexpr int kMaxGroup = 4;             // pairs per container refill, at most
 constexpr int kContainerBits = 57;       // valid bits after a refill
 constexpr int32_t kMaxFastSymbol = 510;  // (symbol + 1) fits bits 6..14 of a gap entry
@@ -502,15 +503,17 @@ int team_size(const int32_t* row_nnz, int64_t rows, int64_t extra) {
   return work < 65536 ? 1 : max_threads();
 }
 
+// Rows in chunks of about equal work, handed out dynamically: on a shared machine a thread that
+// is descheduled (or slow to wake) leaves its chunks to the others instead of stalling the call
+// at the barrier. make_sink(r0, r1) gives a chunk's sink.
 template <typename MakeSink>
 void run_split(const Decoder& d, const HcsrMatrix& w, int64_t row_cost, int64_t extra, MakeSink make_sink) {
   const int team = team_size(w.row_nnz, w.rows, extra);
-  const std::vector<int64_t> bounds = split_rows(w.row_nnz, w.rows, w.cols, row_cost, team);
-#pragma omp parallel num_threads(team) if (team > 1)
-  {
-    const int t = thread_id();
-    if (t < team) decode_rows(d, w.row_bits, w.row_nnz, bounds[t], bounds[t + 1], make_sink(bounds[t], bounds[t + 1]));
-  }
+  const int chunks = team == 1 ? 1 : static_cast<int>(std::min<int64_t>(w.rows, int64_t{kChunksPerThread} * team));
+  const std::vector<int64_t> bounds = split_rows(w.row_nnz, w.rows, w.cols, row_cost, chunks);
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1) if (team > 1)
+  for (int c = 0; c < chunks; ++c)
+    decode_rows(d, w.row_bits, w.row_nnz, bounds[c], bounds[c + 1], make_sink(bounds[c], bounds[c + 1]));
 }
 
 template <int kVectors>
