@@ -3,7 +3,12 @@
 // The decode is a chain of dependent lookups (bits → gap table → shift → value table → shift), ~14
 // cycles of latency per (gap, value) pair but only ~16 instructions. So each thread decodes kLanes
 // rows at once, round-robin (Huff0's 4-stream trick): the lanes' chains overlap and the loop runs at
-// instruction throughput. A lane that finishes its row takes the thread's next one.
+// instruction throughput. A lane that finishes its row takes the next one of its chunk of rows.
+//
+// Measured on the 2-core EPYC (W 8192² 95% pruned, k = 32, the encoder's tables): ~7.5 cycles per
+// pair per thread. What limits it: the ~17 instructions of a pair plus its group's refill, and 16
+// GPRs for 4 lanes' (container, E) + tables, masks and x, so gcc keeps two lanes' containers on
+// the stack (store-forwarding on their chains); then the rare paths' mispredictions.
 //
 // Per lane a 64-bit container holds the stream from bit p on (one unaligned load at byte p >> 3,
 // shifted by p & 7: ≥ 57 valid bits, the same bits as the contract's peeks), and a group of
