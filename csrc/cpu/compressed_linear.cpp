@@ -85,7 +85,6 @@ struct Decoder {
   const uint16_t* gap;         // repacked
   const ValueEntry* value;
   uint64_t gap_mask, value_mask;            // of the original tables
-  uint64_t gap_root_mask, value_root_mask;  // of the repacked ones
   const float* codebook;
   int64_t k;
   int64_t escape;
@@ -164,11 +163,14 @@ inline __attribute__((always_inline)) void begin_group(const Decoder& d, LaneSta
   s.bits = refill(d, s.p);
 }
 
-// What the hot loop reads per pair, as values the compiler keeps in registers.
+// What the hot loop reads per pair, as values the compiler keeps in registers. The repacked tables
+// always have 2^kGapRootBits and 2^kValueRootBits entries (smaller ones repeated), so that their
+// masks are constants and not two more live registers.
 struct Hot {
   const uint16_t* gap;
   const ValueEntry* value;
-  uint64_t gap_mask, value_mask;
+  static constexpr uint64_t gap_mask = (uint64_t{1} << kGapRootBits) - 1;
+  static constexpr uint64_t value_mask = (uint64_t{1} << kValueRootBits) - 1;
 };
 
 struct Special {
@@ -269,7 +271,7 @@ void decode_rows(const Decoder& d, const int64_t* row_bits, const int32_t* row_n
                  const Sink& sink_in) {
   Sink sink = sink_in;
   const int group = d.group;
-  const Hot hot{d.gap, d.value, d.gap_root_mask, d.value_root_mask};
+  const Hot hot{d.gap, d.value};
   int64_t next = r0;
   Lane lanes[kLanes];
   // `pairs` (≤ fast) unchecked pairs of one lane.
@@ -434,8 +436,6 @@ Decoder make_decoder(const HcsrMatrix& w, Tables& t, const char* who) {
   d.k = w.k;
   const int gap_root = std::min(w.gap_bits, kGapRootBits), value_root = std::min(w.value_bits, kValueRootBits);
   const size_t n_gap_root = size_t{1} << gap_root, n_value_root = size_t{1} << value_root;
-  d.gap_root_mask = n_gap_root - 1;
-  d.value_root_mask = n_value_root - 1;
   // Whether the root index i decides the entry: every extension of it to the full table agrees
   // (always so for a canonical table and a code no longer than the root).
   auto decided = [](const int32_t* lut, size_t n, size_t n_root, size_t i) {
@@ -470,6 +470,11 @@ Decoder make_decoder(const HcsrMatrix& w, Tables& t, const char* who) {
       t.value[i] = {kLongCode, 0.f};
     }
   }
+  // Repeated up to the fixed sizes: an index's low bits pick the same entry.
+  t.gap.resize(size_t{1} << kGapRootBits);
+  for (size_t i = n_gap_root; i < t.gap.size(); ++i) t.gap[i] = t.gap[i & (n_gap_root - 1)];
+  t.value.resize(size_t{1} << kValueRootBits);
+  for (size_t i = n_value_root; i < t.value.size(); ++i) t.value[i] = t.value[i & (n_value_root - 1)];
   d.gap = t.gap.data();
   d.value = t.value.data();
   d.pair_max = max_gap_len + w.escape_bits + max_value_len;
