@@ -21,12 +21,23 @@ import torch
 import harness
 import table
 from ceilings import ceilings_case
+from compressed_linear import compressed_linear_case, compressed_linear_decode_case
 from graph import graph_smoothness_case
 from harness import render
 from kmeans import kmeans_case
 from nearest_centroid import nearest_centroid_case
 from soft_quantize import soft_quantize_case
 from startup import startup_case
+
+
+def _compressed_linear_cases(device: str, quick: bool) -> list[tuple]:
+    """The issue's layer, W 8192x8192 95% pruned with k = 32 levels (2048² when quick), at batch 1,
+    8 and 64, and its decode."""
+    n = 2048 if quick else 8192
+    return [
+        *((compressed_linear_case, (n, n, 32, 0.95, batch, device, quick)) for batch in (1, 8, 64)),
+        (compressed_linear_decode_case, (n, n, 32, 0.95, device, quick)),
+    ]
 
 
 def plan(device: str, quick: bool) -> list[tuple]:
@@ -37,6 +48,7 @@ def plan(device: str, quick: bool) -> list[tuple]:
             (nearest_centroid_case, (65536, 16384, 256, device, quick)),
             (soft_quantize_case, (65536, 4096, 64, device, quick)),
             (graph_smoothness_case, (8, 1024, 16384, 10, device, quick)),
+            *_compressed_linear_cases(device, quick),
         ]
         return cases if quick else [*cases, (kmeans_case, (1_000_000, 20_000, 256, 25, device))]
     cases = [
@@ -44,6 +56,7 @@ def plan(device: str, quick: bool) -> list[tuple]:
         (nearest_centroid_case, (16384, 1024, 64, device, quick)),
         (soft_quantize_case, (16384, 1024, 64, device, quick)),
         (graph_smoothness_case, (4, 256, 4096, 10, device, quick)),
+        *_compressed_linear_cases(device, quick),
     ]
     return cases if quick else [*cases, (kmeans_case, (200_000, 256, 64, 20, device))]
 

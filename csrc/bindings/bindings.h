@@ -20,6 +20,7 @@ namespace py = pybind11;
 void bind_nearest_centroid(py::module_& m);
 void bind_soft_quantize(py::module_& m);
 void bind_graph(py::module_& m);
+void bind_compressed_linear(py::module_& m);
 
 // The keyword arguments of one kernel call: every kernel function takes keywords only, so a call
 // names each field, and check_all_read() turns a misspelt or unexpected name into a TypeError

@@ -28,4 +28,5 @@ PYBIND11_MODULE(_C, m) {
   latentops::bindings::bind_nearest_centroid(m);
   latentops::bindings::bind_soft_quantize(m);
   latentops::bindings::bind_graph(m);
+  latentops::bindings::bind_compressed_linear(m);
 }
