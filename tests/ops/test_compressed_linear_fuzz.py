@@ -14,10 +14,9 @@ import latentops
 from conftest import fuzz_examples
 from latentops.codecs import encode_hcsr
 
-CPU_BACKENDS_ALL = [
+CPU_BACKENDS = [
     name for name in ("cpu", "triton", "torch") if name in latentops._backend.available_on(torch.device("cpu"))
 ]
-CPU_BACKENDS = [b for b in CPU_BACKENDS_ALL if b == "torch"]  # TEMP
 
 
 @st.composite
