@@ -32,10 +32,11 @@ from startup import startup_case
 
 def _compressed_linear_cases(device: str, quick: bool) -> list[tuple]:
     """The issue's layer, W 8192x8192 95% pruned with k = 32 levels (2048² when quick), at batch 1,
-    8 and 64, and its decode."""
+    8 and 64 on the CPU and 1, 4 and 16 on a GPU, and its decode."""
     n = 2048 if quick else 8192
+    batches = (1, 4, 16) if device == "cuda" else (1, 8, 64)
     return [
-        *((compressed_linear_case, (n, n, 32, 0.95, batch, device, quick)) for batch in (1, 8, 64)),
+        *((compressed_linear_case, (n, n, 32, 0.95, batch, device, quick)) for batch in batches),
         (compressed_linear_decode_case, (n, n, 32, 0.95, device, quick)),
     ]
 
