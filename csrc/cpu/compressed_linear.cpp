@@ -10,6 +10,21 @@
 // GPRs for 4 lanes' (container, E) + tables, masks and x, so gcc keeps two lanes' containers on
 // the stack (store-forwarding on their chains); then the rare paths' mispredictions.
 //
+// Tried and measured slower (same case, one thread, interleaved A/B, min of 12 x 3 rounds, batch 1):
+// a joint (gap, value) table built per call, indexed by the next 11 or 12 bits, decoding a whole
+// pair in one lookup ({(gap + 1) << 6 | total length, value}, 8 bytes) and sending the rest to the
+// two-lookup path after a refill, groups of 4: 10.2-13.5 ms (11 bits) and 9.1-9.5 ms (12 bits) vs
+// 8.1-8.8 ms here. Pairs longer than the index are 9.4% (11 bits) and 5.6% (12 bits) of this
+// matrix's pairs (mean 8.6 bits): their branch mispredicts, about one every 11-18 pairs, cost more
+// than the saved lookup: the slow-path blocks took ~40% of the samples (perf, cpu-clock). gcc still
+// spills lane state to the stack. Taking the slow path out of line (noinline, by value) was slower
+// again (its call clobbers the lanes' registers), and so was a 4-byte entry at 12 bits (16 KB:
+// uint16 meta, uint16 index into a per-call palette of values; 9.3 ms vs 8.2). Also no better:
+// 8 lanes (9.3-9.7 ms vs 8.5-8.6), root bits 12/7 (groups of 3; 8.1-8.4, within noise) and 11/8
+// (9.2-12 ms). Reading x at an L1-resident column instead (a wrong-result experiment) saved only
+// ~10-15%: most likely the decode's instructions, ~26 per pair with the refill, are the cost (this
+// VM has no PMU counters to confirm it).
+//
 // Per lane a 64-bit container holds the stream from bit p on (one unaligned load at byte p >> 3,
 // shifted by p & 7: ≥ 57 valid bits, the same bits as the contract's peeks), and a group of
 // `group` pairs (group · longest fast pair ≤ 57) is decoded from it by shifts alone, then the
