@@ -118,6 +118,11 @@ def tamper_cases():
         t[-1] = 60000
         return t
 
+    def negative_first(t):  # an 8-byte count or index is stored signed: a negative one is refused
+        t = t.to(torch.int64)
+        t[0] = -1
+        return t
+
     return [
         ("ham", set_part("lengths", flip_length), "lengths"),
         ("ham", set_part("words", lambda t: t[:-1]), "words"),
@@ -133,6 +138,9 @@ def tamper_cases():
         ("csc", set_part("codebook", lambda t: t[:-1]), "value_bits"),
         ("hcsr", set_part("value_lengths", flip_length), "value_lengths"),
         ("hcsr", set_part("words", lambda t: t[:-3]), "stream"),
+        ("hcsr", set_part("row_nnz", negative_first), "negative"),
+        ("sham", set_part("row_indices", negative_first), "negative"),
+        ("sham", set_part("column_counts", negative_first), "negative"),
     ]
 
 

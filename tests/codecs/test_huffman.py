@@ -59,3 +59,8 @@ def test_check_lengths_refuses_incomplete_codes():
         huffman.check_lengths(np.array([1, 2, 3], dtype=np.uint8), "x")
     with pytest.raises(CorruptedFileError, match="length"):
         huffman.check_lengths(np.array([0, 2], dtype=np.uint8), "x")
+
+
+def test_max_length_beyond_the_tables_is_refused():
+    with pytest.raises(ValueError, match="max_length must be in"):
+        huffman.huffman_lengths(np.array([1, 1, 2, 3, 5, 8]), max_length=20)

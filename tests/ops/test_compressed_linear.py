@@ -144,3 +144,11 @@ def test_bad_arguments_name_themselves(gen):
         latentops.compressed_linear(x.double(), weight, backend="cpu")
     with pytest.raises(TypeError, match="weight must be an HcsrMatrix"):
         latentops.decompress(dense)
+
+
+def test_half_input_with_float32_bias_returns_the_input_dtype(gen):
+    weight, dense = _sample(9, 13, 4, 0.5, gen)
+    x, bias = torch.randn(3, 13, generator=gen).bfloat16(), torch.randn(9, generator=gen)
+    y = latentops.compressed_linear(x, weight, bias, backend="torch")
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, (x.float() @ dense.T + bias).bfloat16())

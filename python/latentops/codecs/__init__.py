@@ -16,7 +16,7 @@ from latentops.codecs.ham import HamMatrix, ham_paper_psi
 from latentops.codecs.hcsr import HcsrMatrix, encode_hcsr
 from latentops.codecs.matrix import CompressedMatrix
 from latentops.codecs.pruning import apply_pruning_mask, prune_magnitude, prune_magnitude_global
-from latentops.codecs.quantizers import METHODS, quantize
+from latentops.codecs.quantizers import METHODS, prune_and_quantize, quantize
 from latentops.codecs.sham import ShamMatrix, sham_paper_psi
 from latentops.codecs.shared_weights import SharedWeights
 
@@ -36,6 +36,7 @@ __all__ = [
     "encode_hcsr",
     "ham_paper_psi",
     "load_file",
+    "prune_and_quantize",
     "prune_magnitude",
     "prune_magnitude_global",
     "quantize",

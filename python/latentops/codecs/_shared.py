@@ -34,6 +34,14 @@ def shared_arrays(shared) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return codes, codebook, mask
 
 
+def row_gaps(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The gap of each kept entry (rows, cols: its coordinates in row-major order): the columns
+    skipped since the previous kept entry of its row, or since the row's start."""
+    previous = np.r_[-1, cols[:-1]]
+    previous[np.r_[True, rows[1:] != rows[:-1]] if rows.size else []] = -1
+    return cols - previous - 1
+
+
 def alphabet(value_bits: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct values among the used ones, compared by bit pattern (so −0.0 and 0.0 stay
     apart, and equal codebook entries merge): (alphabet bits sorted, symbol of each input value

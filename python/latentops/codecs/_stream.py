@@ -69,9 +69,9 @@ def decode_stream(
     strict: bool,
     where: str = "stream",
 ) -> np.ndarray:
-    """The n symbols (int16, or int32 for alphabets over 32767) of the stream (strict=True: maybe
-    none, for a one-symbol code). strict=True (for
-    validate) raises CorruptedFileError unless the stream is exactly what encode_stream writes:
+    """The n symbols (int16, or int32 for alphabets over 32767) of the stream; with strict=True and
+    a one-symbol code, an empty array (there is nothing to check). strict=True (for validate)
+    raises CorruptedFileError unless the stream is exactly what encode_stream writes:
     every segment ends at the next sync point, the last symbol ends in the last word, padding zero.
     The sync points, the length of the stream and the code must be checked before (check_stream)."""
     dtype = np.int16 if lengths.size <= 1 << 15 else np.int32

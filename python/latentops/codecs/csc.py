@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from latentops.codecs import huffman
-from latentops.codecs._shared import shared_arrays
+from latentops.codecs._shared import row_gaps, shared_arrays
 from latentops.codecs.errors import CorruptedFileError
 from latentops.codecs.matrix import UNSIGNED_DTYPES, CompressedMatrix, smallest_unsigned
 
@@ -50,9 +50,7 @@ class CscMatrix(CompressedMatrix):
         if value_bits + MAX_INDEX_BITS > MAX_FIELD_BITS:
             raise ValueError(f"csc holds codebooks of k < {1 << (MAX_FIELD_BITS - MAX_INDEX_BITS)}, got k = {k}")
         unit, position = np.nonzero(mask)
-        previous = np.r_[-1, position[:-1]]
-        previous[np.r_[True, unit[1:] != unit[:-1]] if unit.size else []] = -1
-        gaps = position - previous - 1
+        gaps = row_gaps(unit, position)
 
         def entries(b: int) -> int:
             return unit.size + int((gaps >> b).sum())

@@ -11,7 +11,7 @@ bit by bit.
 Why it is smaller than sHAM: positions cost the entropy of the gaps (≈ H(1 − p)/(1 − p) bits per
 kept entry at sparsity p, 5.8 bits at 95%) instead of a raw 16- or 32-bit row index; values cost
 their Huffman code as in sHAM. Why it decodes faster: one table lookup per symbol and independent
-rows, where sHAM walks its Huffman tree bit by bit through one stream.
+rows, where the sHAM authors' code walks its Huffman tree bit by bit through one stream.
 
 Parts: words (int32: the uint32 stream, padded with two zero words), row_bit_lengths and row_nnz
 (the smallest unsigned width), gap_lengths and value_lengths (uint8 canonical code lengths),
@@ -20,12 +20,14 @@ codebook (float32). Meta: escape, escape_bits.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
 import torch
 
 from latentops.codecs import huffman
+from latentops.codecs._shared import row_gaps, shared_arrays
 from latentops.codecs.errors import CorruptedFileError
 from latentops.codecs.matrix import UNSIGNED_DTYPES, CompressedMatrix, smallest_unsigned
 from latentops.reference.compressed_linear import decode_entries
@@ -47,8 +49,9 @@ class HcsrMatrix(CompressedMatrix):
     meta_keys = ("escape", "escape_bits")
 
     @classmethod
-    def encode(cls, shared) -> HcsrMatrix:
-        return encode_hcsr(shared.codes, shared.mask, shared.codebook)
+    def encode(cls, shared, *, max_length: int = huffman.DEFAULT_MAX_LENGTH) -> HcsrMatrix:
+        fields = (getattr(shared, name, None) for name in ("codes", "mask", "codebook"))
+        return encode_hcsr(*fields, max_length=max_length)  # shared_arrays names a missing one
 
     def __init__(self, shape, parts, meta=None):
         super().__init__(shape, parts, meta)
@@ -137,25 +140,18 @@ def encode_hcsr(
 ) -> HcsrMatrix:
     """Encode W = codebook[codes]·mask (2-D codes and mask, (k,) codebook) as hcsr. The escape
     threshold is chosen among powers of two (and "no escape") to minimize the stream's size."""
-    codes_np = codes.detach().cpu().numpy()
-    mask_np = mask.detach().cpu().numpy().astype(bool)
-    codebook = codebook.detach().cpu().to(torch.float32).contiguous()
+    codes_np, codebook_np, mask_np = shared_arrays(SimpleNamespace(codes=codes, codebook=codebook, mask=mask))
+    codebook = torch.from_numpy(codebook_np)
     rows, cols = mask_np.shape
     k = codebook.numel()
-    if codes_np.shape != mask_np.shape or codes_np.ndim != 2:
-        raise ValueError(f"codes and mask must be 2-D of one shape, got {codes_np.shape} and {mask_np.shape}")
     kept_rows, kept_cols = np.nonzero(mask_np)  # row-major: rows in order, columns increasing
-    symbols = codes_np[kept_rows, kept_cols].astype(np.int64)
-    if symbols.size and not (symbols.min() >= 0 and symbols.max() < k):
-        raise ValueError(f"codes of kept entries must lie in [0, k = {k}), got [{symbols.min()}, {symbols.max()}]")
+    symbols = codes_np[kept_rows, kept_cols]
     if np.unique(symbols).size > 1 << max_length:
         raise ValueError(
             f"hcsr codes at most {1 << max_length} distinct values per matrix, got {np.unique(symbols).size}"
         )
     row_nnz = np.bincount(kept_rows, minlength=rows)
-    previous = np.r_[-1, kept_cols[:-1]]
-    previous[np.r_[True, kept_rows[1:] != kept_rows[:-1]]] = -1  # each row starts from column -1
-    gaps = kept_cols - previous - 1
+    gaps = row_gaps(kept_rows, kept_cols)
 
     escape, escape_bits, gap_lengths = _best_escape(gaps, max_length)
     value_lengths = huffman.huffman_lengths(np.bincount(symbols, minlength=k), max_length)

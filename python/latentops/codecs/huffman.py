@@ -31,6 +31,10 @@ def huffman_lengths(counts: np.ndarray, max_length: int = DEFAULT_MAX_LENGTH) ->
     max_length, the lengths are limited as JPEG's Annex K.3 does (move leaves up the tree, then give
     the shortest codes to the most frequent symbols): optimal when the limit does not bind, within a
     fraction of a bit per symbol of the optimal limited code when it does."""
+    if not 1 <= max_length <= MAX_LENGTH:
+        raise ValueError(
+            f"max_length must be in [1, {MAX_LENGTH}] (a table entry holds 4 bits of length), got {max_length}"
+        )
     counts = np.asarray(counts, dtype=np.int64)
     used = np.flatnonzero(counts)
     lengths = np.zeros(counts.size, dtype=np.uint8)

@@ -15,6 +15,10 @@ import torch
 
 from latentops.codecs.errors import CorruptedFileError
 
+# The widths of counts and indices (smallest_unsigned): int64 stands for 8 bytes (torch has no
+# arithmetic on uint64), so it is checked to be non-negative.
+UNSIGNED_DTYPES = (torch.uint8, torch.uint16, torch.uint32, torch.int64)
+
 
 class CompressedMatrix:
     format: ClassVar[str]
@@ -50,6 +54,8 @@ class CompressedMatrix:
                 got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
                 allowed = ", ".join(str(d).removeprefix("torch.") for d in self.part_dtypes[name])
                 raise CorruptedFileError(f"{where}: part {name!r} must be a 1-D tensor of {allowed}, got {got}")
+            if t.dtype == torch.int64 and self.part_dtypes[name] == UNSIGNED_DTYPES and t.numel() and int(t.min()) < 0:
+                raise CorruptedFileError(f"{where}: part {name!r} holds a negative count or index ({int(t.min())})")
         if set(self.meta) != set(self.meta_keys) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in self.meta.values()
         ):
@@ -75,9 +81,6 @@ class CompressedMatrix:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, nbytes={self.nbytes}, psi={self.psi:.4g})"
-
-
-UNSIGNED_DTYPES = (torch.uint8, torch.uint16, torch.uint32, torch.int64)
 
 
 def smallest_unsigned(values) -> torch.Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from latentops.codecs.pruning import check_mask
+from latentops.codecs.pruning import check_mask, prune_magnitude
 from latentops.codecs.shared_weights import CODES_DTYPE, SharedWeights
 from latentops.kmeans import kmeans
 from latentops.ops.checks import check_choice, check_int, check_real, check_tensor
@@ -280,3 +280,11 @@ def _compact(levels: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 _QUANTIZERS = {"cws": _cws, "pws": _pws, "uq": _uq, "ecsq": _ecsq}
+
+
+def prune_and_quantize(
+    weight: torch.Tensor, k: int, *, sparsity: float = 0.0, method: str = "cws", seed: int = 0, **options
+) -> SharedWeights:
+    """The weight pruned by magnitude to `sparsity` (prune_magnitude), then its kept entries shared
+    into at most k levels by `method` (quantize, with seed and options)."""
+    return quantize(weight, k, method=method, mask=prune_magnitude(weight, sparsity), seed=seed, **options)

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-# int32 codes: 65,536 levels (the largest k the quantizers take) need more than int16, and the
-# compressed-matmul kernels read int32 (csrc/include/latentops/compressed_linear.h); int64 would
+# int32 codes: 65,536 levels (the largest k the quantizers take) need more than int16; int64 would
 # double the memory of a layer-sized code tensor for nothing.
 CODES_DTYPE = torch.int32
 

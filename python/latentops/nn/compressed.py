@@ -22,8 +22,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from latentops.codecs.hcsr import HcsrMatrix, encode_hcsr
-from latentops.codecs.pruning import prune_magnitude
-from latentops.codecs.quantizers import quantize
+from latentops.codecs.quantizers import prune_and_quantize
 from latentops.ops.checks import check_choice, check_int, check_tensor
 from latentops.ops.compressed_linear import compressed_linear, decompress
 
@@ -40,8 +39,7 @@ def quantize_for_compression(
     (latentops.codecs.quantize with seed and options)."""
     if k is None:
         raise TypeError("from_module needs either weight (an HcsrMatrix or SharedWeights) or k (to quantize)")
-    mask = prune_magnitude(weight, sparsity)
-    return quantize(weight, k, method=method, mask=mask, seed=seed, **options)
+    return prune_and_quantize(weight, k, sparsity=sparsity, method=method, seed=seed, **options)
 
 
 def _as_matrix(weight, shape: tuple[int, ...], name: str = "weight") -> HcsrMatrix:
@@ -90,8 +88,8 @@ class _CompressedWeight(nn.Module):
         meta = [*matrix.shape, matrix.meta["escape"], matrix.meta["escape_bits"]]
         self.register_buffer(_META, torch.tensor(meta, dtype=torch.int64))
         self._matrix = matrix
-        device = self.bias.device if getattr(self, "bias", None) is not None else torch.device("cpu")
-        matrix.kernel_args(device)  # built here, eagerly, not inside a torch.compile trace
+        # built here, eagerly, on the device the layer was last moved to: not inside a compile trace
+        matrix.kernel_args(getattr(self, "_device", torch.device("cpu")))
 
     @property
     def weight(self) -> HcsrMatrix:
@@ -114,7 +112,8 @@ class _CompressedWeight(nn.Module):
             others = dict(self._buffers)
             self._buffers.clear()
             self._buffers.update({name: kept[name] if name in kept else others[name] for name in names})
-        self._matrix.kernel_args(fn(torch.empty(0)).device)
+        self._device = fn(torch.empty(0)).device
+        self._matrix.kernel_args(self._device)
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errs):
@@ -133,8 +132,7 @@ class _CompressedWeight(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errs)
 
     def _linear(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return compressed_linear(x, self._matrix, bias, backend=self.backend)
+        return compressed_linear(x, self._matrix, self.bias, backend=self.backend)
 
     def _repr_weight(self) -> str:
         return f"bias={self.bias is not None}, nbytes={self.weight_nbytes}, psi={self._matrix.psi:.4g}"

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentops.codecs.pruning import prune_magnitude
-from latentops.codecs.quantizers import quantize
+from latentops.codecs.quantizers import prune_and_quantize
 from latentops.codecs.shared_weights import SharedWeights
 
 
@@ -54,8 +53,7 @@ class _SharedWeightLayer(nn.Module):
         if shared is None:
             if k is None:
                 raise TypeError("from_module needs either shared (SharedWeights) or k (to quantize the weight)")
-            mask = prune_magnitude(weight, sparsity)
-            shared = quantize(weight, k, method=method, mask=mask, seed=seed, **options)
+            shared = prune_and_quantize(weight, k, sparsity=sparsity, method=method, seed=seed, **options)
         elif k is not None or options:
             raise TypeError("from_module takes either shared or k (with method, sparsity, seed, options), not both")
         if not isinstance(shared, SharedWeights):

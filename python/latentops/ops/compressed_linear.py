@@ -84,8 +84,9 @@ def compressed_linear(
     y = _forward(
         x.reshape(x.shape[:-1].numel(), cols).to(acc), *(args[n] for n in _TENSORS), *(args[n] for n in _INTS), chosen
     )
-    y = y.to(x.dtype).reshape(*x.shape[:-1], rows)
-    return y if bias is None else y + bias
+    if bias is not None:
+        y = y + bias.to(y.dtype)  # in the compute dtype, rounded to x's dtype once
+    return y.to(x.dtype).reshape(*x.shape[:-1], rows)
 
 
 def decompress(weight: HcsrMatrix, *, device: torch.device | str = "cpu", backend: str | None = None) -> torch.Tensor:
