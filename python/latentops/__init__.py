@@ -4,7 +4,7 @@ Every op has a hand-written CUDA kernel, a Triton kernel, a C++ CPU kernel and a
 reference, registered as torch custom ops (torch.compile and autograd work through them).
 """
 
-from latentops import codecs, nn
+from latentops import codecs, nn, robustness
 from latentops._backend import BACKEND_NAMES, backends, use_backend
 from latentops.kmeans import KMeansResult, kmeans
 from latentops.ops import (
@@ -33,6 +33,7 @@ __all__ = [
     "nearest_centroid",
     "nn",
     "normalize_graph",
+    "robustness",
     "similarity_graph",
     "soft_quantize",
     "use_backend",
