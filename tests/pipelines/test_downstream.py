@@ -4,7 +4,8 @@ from latentops.pipelines import clustering_accuracy, linear_probe_accuracy
 
 
 def _blobs(gen, per_class=40, classes=4, dim=5, spread=0.1):
-    centres = torch.randn(classes, dim, generator=gen) * 5
+    # centres 5·√2 apart (random centres could land close enough to make the classes overlap)
+    centres = torch.eye(classes, dim) * 5
     labels = torch.arange(classes).repeat_interleave(per_class)
     points = centres[labels] + spread * torch.randn(len(labels), dim, generator=gen)
     return points, labels
