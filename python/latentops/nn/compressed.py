@@ -66,6 +66,15 @@ def _as_matrix(weight, shape: tuple[int, ...], name: str = "weight") -> HcsrMatr
     return matrix
 
 
+def _module_matrix(module: nn.Module, weight, quantize_options: dict) -> HcsrMatrix:
+    """from_module's weight: `weight` as given, or module.weight quantized with quantize_options."""
+    if weight is None:
+        weight = quantize_for_compression(module.weight.detach(), **quantize_options)
+    elif quantize_options:
+        raise TypeError(f"quantize options {sorted(quantize_options)} apply only without a weight")
+    return _as_matrix(weight, tuple(module.weight.shape))
+
+
 class _CompressedWeight(nn.Module):
     """The shared part of the compressed layers: the matrix's parts as CPU buffers, the bias, the
     device-side kernel arguments, state_dict loading of another matrix."""
@@ -162,11 +171,7 @@ class CompressedLinear(_CompressedWeight):
         shape; None runs quantize_for_compression(module.weight, **quantize_options)."""
         if not isinstance(module, nn.Linear):
             raise TypeError(f"module must be an nn.Linear, got {type(module).__name__}")
-        if weight is None:
-            weight = quantize_for_compression(module.weight.detach(), **quantize_options)
-        elif quantize_options:
-            raise TypeError(f"quantize options {sorted(quantize_options)} apply only without a weight")
-        matrix = _as_matrix(weight, tuple(module.weight.shape))
+        matrix = _module_matrix(module, weight, quantize_options)
         return cls(matrix, module.bias, backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -247,11 +252,7 @@ class CompressedConv2d(_CompressedWeight):
             raise ValueError(f"module.groups must be 1 (grouped convolutions are not supported), got {module.groups}")
         if module.padding_mode != "zeros":
             raise ValueError(f"module.padding_mode must be 'zeros', got {module.padding_mode!r}")
-        if weight is None:
-            weight = quantize_for_compression(module.weight.detach(), **quantize_options)
-        elif quantize_options:
-            raise TypeError(f"quantize options {sorted(quantize_options)} apply only without a weight")
-        matrix = _as_matrix(weight, tuple(module.weight.shape))
+        matrix = _module_matrix(module, weight, quantize_options)
         return cls(
             matrix,
             module.bias,
