@@ -11,14 +11,16 @@
     python benches/gpu_check.py sample WORK              sample phase outputs (the dry run assembles them)
 
 Phase outputs in WORK: record.txt, phases.tsv (name, budget, seconds, exit status), build.log,
-build.failed (only if the CUDA build failed), sass.txt, tests-<family>.log (pytest -v) and
-junit-<family>.xml, memcheck.log, racecheck.log, rows.jsonl (benchmark rows as measured),
-profile.md. Only resources, sass, verdicts, skips, assemble and sample run without a GPU; none of
-them imports torch except sample.
+build.failed (only if the CUDA build failed), sass.txt, tests-<family>.log (pytest -v),
+tests-<family>.status (pytest's exit status) and junit-<family>.xml, rows.jsonl (benchmark rows
+as measured), pipeline/<run>/metrics.json, profile.md, memcheck.log, racecheck.log. Only resources,
+sass, verdicts, skips, assemble and sample run without a GPU; none of them imports torch except
+sample.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections import Counter
@@ -29,6 +31,7 @@ import table
 FAMILIES = ("nearest_centroid", "soft_quantize", "graph", "compressed_linear")
 # Kernel-name prefixes of each family in csrc/cuda/*.cu, for the sanitizer logs and SASS.
 KERNEL_PREFIX = {"nearest_centroid": "nc_", "soft_quantize": "sq_", "graph": "sg_", "compressed_linear": "cl_"}
+KERNEL_NAME = "(" + "|".join(prefix.rstrip("_") for prefix in KERNEL_PREFIX.values()) + ")_"
 GPU_BACKENDS = ("cuda", "triton")
 SASS_OPCODES = ("HGMMA", "HMMA", "FFMA", "FMUL", "LDGSTS", "LDSM", "LDL", "STL")
 
@@ -36,7 +39,7 @@ SASS_OPCODES = ("HGMMA", "HMMA", "FFMA", "FMUL", "LDGSTS", "LDSM", "LDL", "STL")
 def _short(mangled: str) -> str:
     """A readable kernel name from a mangled one: the kernel and its bool/int template arguments
     (others keep their mangled codes)."""
-    match = re.search(r"((?:nc|sq|sg)_\w+?_kernel)(I.*?E)?(?:Ev|v|E|$)", mangled)
+    match = re.search(r"((?:nc|sq|sg|cl)_\w+?_kernel)(I.*?E)?(?:Ev|v|E|$)", mangled)
     if not match:
         return mangled[:60]
     if not match.group(2):
@@ -61,7 +64,7 @@ def resources(log: str) -> list[dict]:
             current["registers"] = int(m.group(1))
             if s := re.search(r"(\d+) bytes smem", line):
                 current["smem"] = int(s.group(1))
-    return [k for k in kernels if re.match(r"(nc|sq|sg)_", k["kernel"])]
+    return [k for k in kernels if re.match(KERNEL_NAME, k["kernel"])]
 
 
 def sass_mix(dump: str) -> dict[str, Counter]:
@@ -72,7 +75,7 @@ def sass_mix(dump: str) -> dict[str, Counter]:
             current = mix.setdefault(_short(m.group(1)), Counter())
         elif current is not None and (m := re.search(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9]+)", line)):
             current[m.group(1)] += 1
-    return {name: counts for name, counts in mix.items() if re.match(r"(nc|sq|sg)_", name)}
+    return {name: counts for name, counts in mix.items() if re.match(KERNEL_NAME, name)}
 
 
 def test_results(work: Path, family: str) -> dict[str, Counter] | None:
@@ -88,6 +91,13 @@ def test_results(work: Path, family: str) -> dict[str, Counter] | None:
         backend = next((b for b in GPU_BACKENDS if f"cuda-{b}" in test), "other")
         outcomes[backend][outcome] += 1
     return outcomes
+
+
+def _tests_finished(work: Path, family: str) -> bool:
+    """Whether pytest ran all of a family's tests: it exited by itself with 0 (all passed) or 1
+    (some failed), not killed by the timeout (124, 137, or no status written)."""
+    status = work / f"tests-{family}.status"
+    return status.exists() and status.read_text().strip() in ("0", "1")
 
 
 def _sanitizer_verdict(work: Path, tool: str, family: str) -> str:
@@ -124,6 +134,9 @@ def verdicts(work: Path) -> list[tuple[str, str, str, str]]:
             detail = f"{counts['PASSED']}/{ran} tests passed" + (
                 f", {counts['SKIPPED']} skipped" if counts["SKIPPED"] else ""
             )
+            finished = _tests_finished(work, family)
+            if not finished:
+                detail += " (of those that ran: the family's tests did not finish)"
             sanitizers = {}
             if backend == "cuda":
                 sanitizers = {tool: _sanitizer_verdict(work, tool, family) for tool in ("memcheck", "racecheck")}
@@ -132,6 +145,8 @@ def verdicts(work: Path) -> list[tuple[str, str, str, str]]:
                 verdict = "FAILED"
             elif ran == 0:
                 verdict = "NOT RUN"
+            elif not finished:
+                verdict = "INCOMPLETE"
             elif any(found.endswith("error lines") for found in sanitizers.values()):
                 verdict = "SANITIZER ERRORS"
             else:
@@ -158,6 +173,25 @@ def _phases_table(work: Path) -> list[str]:
             meaning = {"0": "ok", "124": "TIMED OUT", "137": "KILLED (timeout)"}.get(status, f"FAILED ({status})")
             lines.append(f"| {name} | {budget} | {seconds} | {meaning} |")
     return lines
+
+
+def _pipeline_table(work: Path) -> list[str]:
+    """The autoencoder pipeline's training throughput, one row per run (model-backend[-preferred])."""
+    runs = sorted((work / "pipeline").glob("*/metrics.json"))
+    if not runs:
+        return []
+    lines = [
+        "## Autoencoder pipeline throughput (lines, batch 64, warm-up interval excluded)",
+        "",
+        "| run | backend | images/s | steps |",
+        "|---|---|---:|---:|",
+    ]
+    for path in runs:
+        metrics = json.loads(path.read_text())
+        speed = metrics.get("images_per_s")
+        speed = f"{speed:,.0f}" if speed else "–"
+        lines.append(f"| {path.parent.name} | {metrics.get('backend')} | {speed} | {metrics.get('steps')} |")
+    return [*lines, ""]
 
 
 def assemble(work: Path) -> str:
@@ -199,6 +233,7 @@ def assemble(work: Path) -> str:
         out.append(
             table.render_cases(table.read_rows(work / "rows.jsonl"), "## Benchmarks", "Measured in this run.", level=3)
         )
+    out += _pipeline_table(work)
     if (work / "profile.md").exists():
         out += ["## Profile", "", (work / "profile.md").read_text().strip(), ""]
     return "\n".join(out) + "\n"
@@ -208,7 +243,7 @@ def sample(work: Path) -> None:
     """Sample outputs of every phase, in the formats the tools write them (for the dry run)."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "record.txt").write_text("commit: sample\ngpu: (dry run)\n")
-    (work / "phases.tsv").write_text("record\t10\t1\t0\nbuild\t100\t64\t0\ntests-graph\t40\t40\t124\n")
+    (work / "phases.tsv").write_text("record\t10\t1\t0\nbuild\t100\t64\t0\ntests\t100\t100\t124\n")
     kernel = "_ZN9latentops12_GLOBAL__N_114nc_gemm_kernelILb1ELi4EEEvNS0_8GemmArgsE"
     (work / "build.log").write_text(
         f"ptxas info    : Compiling entry function '{kernel}' for 'sm_90a'\n"
@@ -225,6 +260,13 @@ def sample(work: Path) -> None:
     (work / "tests-nearest_centroid.log").write_text(
         "tests/ops/test_nearest_centroid.py::test_matches_reference[cuda-cuda] PASSED [ 50%]\n"
         "tests/ops/test_nearest_centroid.py::test_matches_reference[cuda-triton] FAILED [100%]\n"
+    )
+    (work / "tests-nearest_centroid.status").write_text("1\n")
+    # soft_quantize's tests were killed by the timeout: no status
+    (work / "tests-soft_quantize.log").write_text("tests/ops/test_soft_quantize.py::test_a[cuda-cuda] PASSED [ 1%]\n")
+    (work / "pipeline" / "softvq-ops").mkdir(parents=True)
+    (work / "pipeline" / "softvq-ops" / "metrics.json").write_text(
+        '{"backend": "ops", "images_per_s": 12345.6, "steps": 400}'
     )
     (work / "memcheck.log").write_text("========= COMPUTE-SANITIZER\nok\n========= ERROR SUMMARY: 0 errors\n")
     import harness  # noqa: F401  (the writer the benchmark uses; imports torch)
