@@ -54,7 +54,7 @@ def compressed_linear_case(rows: int, cols: int, k: int, sparsity: float, batch:
     print(case.title, flush=True)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, cols, generator=gen).to(device)
-    expected = (x.double() @ dense.double().T).cpu()
+    expected = x.double().cpu() @ dense.double().T
     budget = 0.3 if quick else 1.0
     # On a GPU every operand rotates through enough copies to exceed twice the L2 (a layer's weight
     # is cold in inference: the other layers ran in between); on the CPU one copy of each.

@@ -86,8 +86,12 @@ def test_results(work: Path, family: str) -> dict[str, Counter] | None:
         return None
     outcomes: dict[str, Counter] = {backend: Counter() for backend in GPU_BACKENDS}
     outcomes["other"] = Counter()
-    for m in re.finditer(r"^\S+::(\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", log.read_text(), re.M):
-        test, outcome = m.groups()
+    # pytest -v writes "path::test[id] OUTCOME"; with xdist workers, "[gw0] [ 5%] OUTCOME path::test[id]".
+    outcome_re = r"PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS"
+    text = log.read_text()
+    found = [m.groups() for m in re.finditer(rf"^\S+::(\S+) ({outcome_re})", text, re.M)]
+    found += [m.groups()[::-1] for m in re.finditer(rf"^\[gw\d+\] \[\s*\d+%\] ({outcome_re}) \S+::(\S+)", text, re.M)]
+    for test, outcome in found:
         backend = next((b for b in GPU_BACKENDS if f"cuda-{b}" in test), "other")
         outcomes[backend][outcome] += 1
     return outcomes
@@ -262,6 +266,10 @@ def sample(work: Path) -> None:
         "tests/ops/test_nearest_centroid.py::test_matches_reference[cuda-triton] FAILED [100%]\n"
     )
     (work / "tests-nearest_centroid.status").write_text("1\n")
+    (work / "tests-compressed_linear.log").write_text(  # pytest-xdist's -v lines
+        "[gw2] [ 50%] PASSED tests/ops/test_compressed_linear.py::test_a[cuda-cuda] \n"
+    )
+    (work / "tests-compressed_linear.status").write_text("0\n")
     # soft_quantize's tests were killed by the timeout: no status
     (work / "tests-soft_quantize.log").write_text("tests/ops/test_soft_quantize.py::test_a[cuda-cuda] PASSED [ 1%]\n")
     (work / "pipeline" / "softvq-ops").mkdir(parents=True)

@@ -15,7 +15,9 @@
 # Peers the GPU image lacks (vector-quantize-pytorch and its dependencies): copy their wheels into
 # .wheels/ (ignored; name it in the device call's `carry`), e.g. `cp ../shared/wheels/*.whl .wheels/`;
 # they are installed from there. GPU_CHECK_COMMIT names the commit in the record (the working tree
-# that travels has no .git). A second call on a warm machine reuses build/ and the Triton cache.
+# that travels has no .git). GPU_CHECK_PHASES="build tests ..." runs only the phases named (a rerun;
+# PYTEST_ADDOPTS="-k ..." narrows the tests). A second call on a warm machine reuses build/ and the
+# Triton cache.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -43,22 +45,22 @@ BENCH_CASES=(ceilings nearest_centroid soft_quantize graph compressed_linear kme
 # Training throughput of the autoencoder pipeline, a short run each: latentops' kernels (--backend ops,
 # the automatic choice; softvq once more with the CUDA kernel preferred) against the pure-torch reference.
 PIPELINE_RUNS=("vqvae ops" "vqvae torch" "softvq ops" "softvq torch" "softvq ops cuda")
-PIPELINE_STEPS=400
+PIPELINE_STEPS=300
 
 # name, budget (s), command: the whole plan, in order.
 PLAN=()
 step() { PLAN+=("$1|$2|$3"); }
-step record 10 "record"
-step build 100 "build"
-step tests 100 "tests 90"
-declare -A BENCH_BUDGET=([ceilings]=15 [nearest_centroid]=45 [soft_quantize]=40 [graph]=30 [compressed_linear]=30 [kmeans]=20)
+step record 20 "record"
+step build 45 "build"
+step tests 150 "tests 140"
+declare -A BENCH_BUDGET=([ceilings]=15 [nearest_centroid]=45 [soft_quantize]=40 [graph]=30 [compressed_linear]=30 [kmeans]=30)
 for case in "${BENCH_CASES[@]}"; do
   step "bench-$case" "${BENCH_BUDGET[$case]}" "cd benches && $PY run.py --only $case --rows $WORK/rows.jsonl \"\${SKIPS[@]}\" > $WORK/bench-$case.log 2>&1"
 done
-step pipeline 60 "pipeline > $WORK/pipeline.log 2>&1"
-step profile 30 "cd benches && $PY gpu_check.py profile > $WORK/profile.md 2> $WORK/profile.log"
-step memcheck 35 "compute-sanitizer --tool memcheck --error-exitcode 1 $PY benches/gpu_check.py sanitize > $WORK/memcheck.log 2>&1"
-step racecheck 35 "compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 1 $PY benches/gpu_check.py sanitize > $WORK/racecheck.log 2>&1"
+step pipeline 80 "pipeline > $WORK/pipeline.log 2>&1"
+step profile 20 "cd benches && $PY gpu_check.py profile > $WORK/profile.md 2> $WORK/profile.log"
+step memcheck 20 "compute-sanitizer --tool memcheck --error-exitcode 1 $PY benches/gpu_check.py sanitize > $WORK/memcheck.log 2>&1"
+step racecheck 20 "compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 1 $PY benches/gpu_check.py sanitize > $WORK/racecheck.log 2>&1"
 
 record() {
   {
@@ -89,13 +91,13 @@ build() {
 }
 
 tests() {
-  # The four families at once, each in its own pytest process under its own timeout ($1 s): their
-  # Triton compiles are CPU-bound and the host has 16 cores, and a crash or hang in one costs the
-  # others nothing. Each family's exit status goes to tests-<family>.status (none: killed).
+  # The four families at once, each in its own pytest run of 3 workers under its own timeout ($1 s):
+  # their Triton compiles are CPU-bound (up to 20 s a test) and the host has 16 cores, and a crash
+  # or hang in one costs the others nothing. Each family's exit status goes to tests-<family>.status (none: killed).
   local family
   for family in "${!TESTS[@]}"; do
     (
-      timeout -k 5 "$1" $PY -m pytest -v -p no:cacheprovider -m cuda --timeout 30 \
+      timeout -k 5 "$1" $PY -m pytest -v -n 3 -p no:cacheprovider -m cuda --timeout 30 \
         --junitxml "$WORK/junit-$family.xml" ${TESTS[$family]} > "$WORK/tests-$family.log" 2>&1
       echo $? > "$WORK/tests-$family.status"
     ) &
@@ -153,6 +155,9 @@ for entry in "${PLAN[@]}"; do
   IFS='|' read -r name budget command <<< "$entry"
   if [[ $name == bench-ceilings ]]; then  # the tests are done: kernels that failed them are not timed
     mapfile -t SKIPS < <(cd benches && $PY gpu_check.py skips "$WORK")
+  fi
+  if [[ -n ${GPU_CHECK_PHASES:-} && " $GPU_CHECK_PHASES " != *" $name "* ]]; then
+    continue
   fi
   echo "== $name (budget $budget s)"
   start=$(date +%s)

@@ -35,6 +35,7 @@ def test_dry_run_plans_within_the_lease_and_assembles_the_results(tmp_path):
         in results
     )
     assert "| softvq-ops | ops | 12,346 | 400 |" in results
+    assert "| compressed_linear | cuda | passed | 1/1 tests passed; memcheck clean; racecheck not run |" in results
     assert "| nc_gemm_kernel<true,4> | sm_90a | 168 | 4/4 | 8 | 0 |" in results
     assert "| nc_gemm_kernel<true,4> | 0 | 1 | 0 | 0 | 0 | 0 | 1 | 0 |" in results
     assert "| latentops cuda fp32 exact | 1.000 | 0 | 2.00x | 1.0e-07 | 0.5 |  |" in results

@@ -47,7 +47,7 @@ def _check(matrix, batch, device, gen):
     assert y.shape == (batch, rows) and y.dtype == torch.float32 and y.device == args["words"].device
     y64 = reference.compressed_linear_forward(x64.to(device), **args).cpu()
     # fp32 accumulation over the kept entries of a row: error ≤ ~nnz·u·Σ|x·w|
-    bound = 1e-6 * (x64.abs() @ expected.double().abs().T).cpu() * max(1, cols) ** 0.5 + 1e-30
+    bound = 1e-6 * (x64.abs() @ expected.double().abs().cpu().T) * max(1, cols) ** 0.5 + 1e-30
     assert ((y.double().cpu() - y64).abs() <= bound).all(), (y.cpu(), y64)
 
 

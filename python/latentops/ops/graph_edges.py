@@ -13,6 +13,19 @@ def _graph_base(g: int, n: int, device) -> torch.Tensor:
     return (torch.arange(g, device=device) * n).view(g, 1)
 
 
+# index_add adds atomically on a GPU, and CUDA's float32 atomics flush subnormals to zero: a
+# subnormal similarity (a Gaussian weight exp(−t) with t ≈ 88…103) would vanish from W and from
+# the degrees. There the sum runs scaled by 2^64 (exact, a power of two; |w| ≤ 1 keeps it finite).
+_SUBNORMAL_SCALE = 2.0**64
+
+
+def _sum_at(size: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """out[index[e]] += values[e], subnormal values included, on any device."""
+    scale = _SUBNORMAL_SCALE if values.device.type == "cuda" and values.dtype != torch.float64 else 1.0
+    out = torch.zeros(size, dtype=values.dtype, device=values.device).index_add(0, index, values * scale)
+    return out / scale if scale != 1.0 else out
+
+
 def edges(vals: torch.Tensor, idx: torch.Tensor, symmetrize: str):
     """(rows, cols, weights), each (G, E), of the symmetrized k-NN graph from the per-row top k."""
     g, n, k = idx.shape
@@ -37,11 +50,7 @@ def dense_graph(vals: torch.Tensor, idx: torch.Tensor, symmetrize: str) -> torch
     g, n, _ = idx.shape
     rows, cols, weights = edges(vals, idx, symmetrize)
     flat = (rows + _graph_base(g, n, rows.device)) * n + cols
-    return (
-        torch.zeros(g * n * n, dtype=weights.dtype, device=weights.device)
-        .index_add(0, flat.reshape(-1), weights.reshape(-1))
-        .view(g, n, n)
-    )
+    return _sum_at(g * n * n, flat.reshape(-1), weights.reshape(-1)).view(g, n, n)
 
 
 def edge_smoothness(vals, idx, y, symmetrize, normalize, power):
@@ -51,7 +60,7 @@ def edge_smoothness(vals, idx, y, symmetrize, normalize, power):
     base = _graph_base(g, n, idx.device)
     rows_g, cols_g = (rows + base).reshape(-1), (cols + base).reshape(-1)
     w = w.reshape(-1)
-    deg = torch.zeros(g * n, dtype=w.dtype, device=w.device).index_add(0, rows_g, w)
+    deg = _sum_at(g * n, rows_g, w)
     if normalize in (None, "none"):
         diag, a = deg, w
     else:
