@@ -138,6 +138,8 @@ def verdicts(work: Path) -> list[tuple[str, str, str, str]]:
             detail = f"{counts['PASSED']}/{ran} tests passed" + (
                 f", {counts['SKIPPED']} skipped" if counts["SKIPPED"] else ""
             )
+            if other_failed := results["other"]["FAILED"] + results["other"]["ERROR"]:
+                detail += f"; {other_failed} of the family's tests naming no backend failed"
             finished = _tests_finished(work, family)
             if not finished:
                 detail += " (of those that ran: the family's tests did not finish)"

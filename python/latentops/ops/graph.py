@@ -43,8 +43,8 @@ KERNELS = _backend.Kernels(
         },
     },
     dtypes=_backend.KERNEL_AND_REFERENCE_DTYPES,
-    # Written and compiled without a GPU, never run on one yet: CUDA tensors use Triton unless
-    # backend="cuda" is named, until the GPU test suite has passed on it.
+    # The CUDA kernel failed on an H200 (benches/results/h200-2026-11-30.md: 5e-4 relative error
+    # at d = 65536): CUDA tensors use Triton, which passed, unless backend="cuda" is named.
     used_only_when_named=("cuda",),
 )
 
@@ -76,8 +76,8 @@ def similarity_graph(
         symmetrize: "union" (keep W_ij if j is a neighbour of i or i of j), "mean" ((A + Aᵀ)/2)
             or "none" (directed).
         normalize: None / "none", "sym" (D^{-1/2} W D^{-1/2}) or "rw" (D^{-1} W).
-        backend: "cuda" (used only when named: unvalidated), "triton", "cpu" or "torch"; None
-            picks. A named backend that cannot run the call is a ValueError.
+        backend: "cuda" (used only when named: it failed its GPU tests), "triton", "cpu" or
+            "torch"; None picks. A named backend that cannot run the call is a ValueError.
 
     Returns:
         (n, n) for x (n, d); (B, n, n) for x (B, n, d); (L, n, n) for a list of L layers; float32

@@ -34,8 +34,9 @@ KERNELS = _backend.Kernels(
         },
     },
     dtypes=_backend.KERNEL_AND_REFERENCE_DTYPES,
-    # Written and compiled without a GPU, never run on one yet: CUDA tensors use Triton unless
-    # backend="cuda" is named, until the GPU test suite has passed on it.
+    # The CUDA kernel failed on an H200 (benches/results/h200-2026-11-30.md: the centroid gradient
+    # at 4e-4 relative error, and 4-8x slower than Triton): CUDA tensors use Triton, which passed,
+    # unless backend="cuda" is named.
     used_only_when_named=("cuda",),
 )
 
@@ -65,8 +66,8 @@ def soft_quantize(
             FMA on the CPU); "fast": one tf32 tensor-core product on the GPU (~3e-4 relative error
             in the distances, scaled by s). The CPU and torch backends are always exact.
         backend: "cuda", "triton", "cpu" or "torch"; None picks the fastest that can run the call
-            (Triton for CUDA tensors: the CUDA kernel is used only when named, until validated on
-            a GPU). A named backend that cannot run the call is a ValueError.
+            (Triton for CUDA tensors: the CUDA kernel, which failed its GPU tests, runs only when
+            named). A named backend that cannot run the call is a ValueError.
         return_probs: also return the (..., K) posteriors p (materialized: small problems only).
 
     Returns:
