@@ -9,14 +9,17 @@ from latentops.data.lines import draw_lines
 DATASETS = ("lines", "digits", "mnist", "svhn", "cifar10")
 
 
-def load_dataset(name: str, data_dir=None) -> ImageDataset:
-    """The dataset `name` (one of DATASETS); mnist, svhn and cifar10 read their files from data_dir."""
+def load_dataset(name: str, data_dir=None, *, train_per_class: int | None = None) -> ImageDataset:
+    """The dataset `name` (one of DATASETS); mnist, svhn and cifar10 read their files from data_dir.
+    train_per_class (digits only): the first N images of each class train, all others test."""
+    if train_per_class is not None and name != "digits":
+        raise ValueError(f"train_per_class applies to the digits dataset only, got dataset {name!r}")
     if name == "lines":
         return LinesDataset()
     if name == "digits":
         from latentops.data.digits import load_digits
 
-        return load_digits()
+        return load_digits(train_per_class)
     if name == "mnist":
         from latentops.data.mnist import load_mnist
 
