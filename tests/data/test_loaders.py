@@ -1,4 +1,4 @@
-"""The MNIST, SVHN and CIFAR-10 loaders on small files written here in their publishers' formats."""
+"""The MNIST, SVHN, CIFAR-10 and CIFAR-100 loaders on small files written here in their publishers' formats."""
 
 import gzip
 import pickle
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from latentops.data import load_dataset
+from latentops.data.cifar100 import load_cifar100
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -89,6 +90,121 @@ def test_cifar10_python_batches(tmp_path):
     assert labels.tolist() == expected_labels
     # Rows hold the R, G and B planes of 32×32 in turn.
     torch.testing.assert_close(images[2, 1, 0, 5], torch.tensor(data[2, 1024 + 5] / 127.5 - 1, dtype=torch.float32))
+
+
+def _write_cifar100(folder, rng):
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for name, n in (("train", 5), ("test", 4)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        data[0, :2] = [0, 255]  # both ends of the pixel range
+        fine = rng.integers(0, 100, n)
+        fine[-1] = 99
+        coarse = (fine // 5).tolist()
+        batch = {b"filenames": [b"x.png"] * n, b"batch_label": name.encode(), b"data": data}
+        batch |= {b"fine_labels": fine.tolist(), b"coarse_labels": coarse}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+        splits[name] = data, fine.tolist(), coarse
+    return splits
+
+
+@pytest.mark.parametrize("labels, num_classes", [("fine", 100), ("coarse", 20)])
+def test_cifar100_fine_and_coarse_labels(tmp_path, labels, num_classes):
+    raw = _write_cifar100(tmp_path / "cifar-100-python", np.random.default_rng(4))
+    dataset = load_cifar100(tmp_path, labels=labels)
+    assert dataset.name == "cifar100" and dataset.num_classes == num_classes
+    assert dataset.image_shape == (3, 32, 32) and dataset.train_images.shape == (5, 3, 32, 32)
+    assert dataset.train_images.dtype == torch.float32 and dataset.train_labels.dtype == torch.int64
+    column = 1 if labels == "fine" else 2
+    assert dataset.train_labels.tolist() == raw["train"][column]
+    images, test_labels = dataset.test_set()
+    assert images.shape == (4, 3, 32, 32) and test_labels.tolist() == raw["test"][column]
+    for split in (dataset.train_images, images):
+        assert split.min() == -1 and split.max() == 1  # 0 and 255 map to the ends of [−1, 1]
+    data = raw["test"][0]
+    # Rows hold the R, G and B planes of 32×32 in turn, like CIFAR-10's.
+    expected = torch.from_numpy(data[3, 2048:].reshape(32, 32).astype(np.float32)) / 127.5 - 1
+    torch.testing.assert_close(images[3, 2], expected)
+
+
+def test_cifar100_default_is_fine_and_files_may_sit_in_data_dir(tmp_path):
+    raw = _write_cifar100(tmp_path, np.random.default_rng(5))
+    dataset = load_cifar100(tmp_path)
+    assert dataset.num_classes == 100 and dataset.test_labels.tolist() == raw["test"][1]
+
+
+def test_cifar100_missing_files_are_named_with_what_to_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cifar-100-python\.tar\.gz") as info:
+        load_cifar100(tmp_path)
+    message = str(info.value)
+    assert "train" in message and "test" in message and "--data-dir" in message
+    assert str(tmp_path / "cifar-100-python") in message
+    _write_cifar100(tmp_path / "cifar-100-python", np.random.default_rng(6))
+    (tmp_path / "cifar-100-python" / "test").unlink()
+    with pytest.raises(FileNotFoundError, match="missing test under"):
+        load_cifar100(tmp_path)
+    with pytest.raises(FileNotFoundError, match="--data-dir"):
+        load_cifar100(None)
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        {b"data": np.zeros((2, 3071), np.uint8), b"fine_labels": [0, 1], b"coarse_labels": [0, 1]},  # short rows
+        {b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [0], b"coarse_labels": [0]},  # too few labels
+        {b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [0, 100], b"coarse_labels": [0, 1]},  # class 100
+        {b"data": np.zeros((2, 3072), np.uint8), b"coarse_labels": [0, 1]},  # no fine labels
+        {b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": ["a", "b"], b"coarse_labels": [0, 1]},
+        [np.zeros((2, 3072), np.uint8)],  # not a dict
+    ],
+)
+def test_cifar100_a_malformed_batch_is_refused_by_name(tmp_path, batch):
+    folder = tmp_path / "cifar-100-python"
+    _write_cifar100(folder, np.random.default_rng(7))
+    with open(folder / "test", "wb") as f:
+        pickle.dump(batch, f)
+    with pytest.raises(ValueError, match="cifar-100-python/test"):
+        load_cifar100(tmp_path)
+
+
+def test_cifar100_a_truncated_pickle_is_refused_by_name(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    _write_cifar100(folder, np.random.default_rng(8))
+    path = folder / "train"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="cifar-100-python/train"):
+        load_cifar100(tmp_path)
+
+
+def test_cifar100_coarse_labels_out_of_range_are_refused(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    _write_cifar100(folder, np.random.default_rng(9))
+    batch = {b"data": np.zeros((1, 3072), np.uint8), b"fine_labels": [42], b"coarse_labels": [20]}
+    with open(folder / "train", "wb") as f:
+        pickle.dump(batch, f)
+    assert load_cifar100(tmp_path, labels="fine").train_labels.tolist() == [42]
+    with pytest.raises(ValueError, match=r"cifar-100-python/train.*\[0, 20\)"):
+        load_cifar100(tmp_path, labels="coarse")
+
+
+@pytest.mark.parametrize("labels", ["superclass", "Fine", None, 100])
+def test_cifar100_bad_labels_argument(tmp_path, labels):
+    with pytest.raises(ValueError, match=r"labels must be 'fine'.*or 'coarse'"):
+        load_cifar100(tmp_path, labels=labels)
+
+
+def test_cifar10_a_malformed_batch_is_refused_by_name(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 9]}, f)
+    assert load_dataset("cifar10", tmp_path).test_labels.tolist() == [0, 9]
+    with open(folder / "data_batch_4", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, f)
+    with pytest.raises(ValueError, match="data_batch_4"):
+        load_dataset("cifar10", tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,9 @@ def kbit_weights(model: nn.Module, bits: int = 5) -> nn.Module:
     """A deep copy of `model` in which every parameter with more than one dimension (the weights of
     linear, convolution and embedding layers) is uniformly quantized, tensor by tensor, to at most
     2^bits levels evenly spaced over that tensor's own [min, max]: w ← min + round((w − min)/Δ)·Δ with
-    Δ = (max − min)/(2^bits − 1). One-dimensional parameters (biases, the scales and shifts of
-    normalization layers) and buffers (running statistics) are left untouched, as is a constant weight.
+    Δ = (max − min)/(2^bits − 1), the end levels being exactly min and max. One-dimensional parameters
+    (biases, the scales and shifts of normalization layers) and buffers (running statistics) are left
+    untouched, as is a constant weight.
     `model` itself is not modified; tied weights stay tied in the copy."""
     check_model("model", model)
     bits = check_int("bits", bits, minimum=1)
@@ -37,8 +38,10 @@ def kbit_weights(model: nn.Module, bits: int = 5) -> nn.Module:
         low, high = w.min(), w.max()
         if not bool(torch.isfinite(low) & torch.isfinite(high)) or low == high:
             continue
-        spacing = (high - low) / levels
-        param.copy_((low + torch.round((w - low) / spacing) * spacing).to(param.dtype))
+        step = torch.round((w - low) / ((high - low) / levels)).clamp_(0, levels)
+        # low + step·Δ lands a few float64 ulps off max at step = levels (past the tensor's range
+        # for float64 weights); torch.lerp is exact at both ends.
+        param.copy_(torch.lerp(low.expand_as(w), high, step / levels).to(param.dtype))
     return quantized
 
 
