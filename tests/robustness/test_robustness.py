@@ -277,3 +277,20 @@ def test_dropout_generator_and_bad_arguments():
         with_test_time_dropout(model, 0.1, model[1])
     with pytest.raises(ValueError, match="seed"):
         with_test_time_dropout(model, 0.1, [model[1]], seed=-2)
+
+
+def test_dropout_keeps_a_namedtuple_output_a_namedtuple():
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        a: torch.Tensor
+        b: torch.Tensor
+
+    class Split(torch.nn.Module):
+        def forward(self, x):
+            return Pair(x, 2 * x)
+
+    model = torch.nn.Sequential(Split())
+    with with_test_time_dropout(model, 0.5, [model[0]], seed=0):
+        out = model(torch.ones(4, 8))
+    assert isinstance(out, Pair) and set(out.a.unique().tolist()) <= {0.0, 2.0}

@@ -115,9 +115,10 @@ class with_test_time_dropout:  # lowercase: read like a function, with with_test
         if isinstance(output, torch.Tensor):
             return _dropout(output, self.p, self._gen(output.device))
         if isinstance(output, (tuple, list)):
-            return type(output)(
-                _dropout(o, self.p, self._gen(o.device)) if isinstance(o, torch.Tensor) else o for o in output
-            )
+            dropped = [_dropout(o, self.p, self._gen(o.device)) if isinstance(o, torch.Tensor) else o for o in output]
+            if hasattr(output, "_fields"):  # a namedtuple takes its fields as arguments
+                return type(output)(*dropped)
+            return type(output)(dropped)
         raise TypeError(
             f"with_test_time_dropout: {type(module).__name__} returned {type(output).__name__}, "
             "not a tensor or a tuple/list of tensors"

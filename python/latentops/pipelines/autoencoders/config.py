@@ -17,7 +17,7 @@ class TrainConfig:
 
     model: str = option(choices=MODELS)
     dataset: str = option("lines", choices=DATASETS)
-    data_dir: str | None = option(None, help="folder with the mnist / svhn / cifar10 files")
+    data_dir: str | None = option(None, help="folder with the mnist / svhn / cifar10 / cifar100 files")
     steps: int = run.steps(262_144, help="training steps (default: ACAI's 2^24 images at batch 64)")
     batch_size: int = run.batch_size(64)
     latent: int = option(16, check=COUNT, help="channels of the 4×4 latent map (the latent has 16·LATENT numbers)")

@@ -46,7 +46,7 @@ class ClassifyConfig:
 
     arch: str = option("preact-small", choices=CLASSIFIERS, help="the classifier (latentops.models.classifiers)")
     dataset: str = option("digits", choices=DATASETS)
-    data_dir: str | None = option(None, help="folder with the mnist / svhn / cifar10 files")
+    data_dir: str | None = option(None, help="folder with the mnist / svhn / cifar10 / cifar100 files")
     train_per_class: int | None = option(
         None, check=COUNT, help="digits: train on the first N images of each class, test on all the others"
     )
