@@ -79,9 +79,15 @@ def _sections(runs: list[dict]) -> list[tuple[type[Task], str, list[dict]]]:
     ]
 
 
-def markdown_table(runs: list[dict]) -> str:
+def markdown_table(runs: list[dict], out: Path | None = None) -> str:
+    """One section per (task, dataset): a column per run, or the task's aggregate of its runs
+    (written with its figures to `out`, when given)."""
     sections = []
     for task, dataset, group in _sections(runs):
+        aggregated = task.report.aggregate(dataset, group, out) if out is not None else None
+        if aggregated is not None:
+            sections.append(f"**{task.report.section(dataset)}**\n\n{aggregated}")
+            continue
         rows = [
             row
             for row in task.report.rows(dataset) + RUN_ROWS
@@ -119,7 +125,7 @@ def write_report(run_dirs, out_dir=None) -> tuple[str, Path, Path]:
     runs = [load_run(d) for d in run_dirs]
     out = Path(out_dir) if out_dir is not None else runs[0]["dir"].parent
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown_table(runs)
+    text = markdown_table(runs, out)
     md_path, png_path = out / "report.md", out / "report.png"
     md_path.write_text(text)
     figure_runs = []

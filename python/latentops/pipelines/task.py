@@ -121,6 +121,11 @@ class TaskReport:
         """(summary key, title) of the bar charts in report.png, given this task's runs."""
         return []
 
+    def aggregate(self, dataset: str, runs: list[dict], out: Path) -> str | None:
+        """A markdown section that replaces the one-column-per-run table of these runs (e.g.
+        statistics over seeds), writing its own figures to `out`; None keeps the table."""
+        return None
+
     def strip(self, run_dir: Path, summary: dict) -> np.ndarray | None:
         """An image of the run for report.png (as plots.tile returns), or None."""
         return None
