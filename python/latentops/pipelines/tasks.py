@@ -4,9 +4,9 @@ report` finds a run's task here by the summary's "task" key: a new task is one m
 from __future__ import annotations
 
 from latentops.pipelines.autoencoders import AutoencoderTask
-from latentops.pipelines.classifiers import ClassifierTask
+from latentops.pipelines.classifiers import ClassifierTask, DistillTask
 from latentops.pipelines.task import Task
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (AutoencoderTask, ClassifierTask)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (AutoencoderTask, ClassifierTask, DistillTask)}
 # Runs written before the summary named its task were all of this one.
 DEFAULT = AutoencoderTask.name

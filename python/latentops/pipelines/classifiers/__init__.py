@@ -1,9 +1,11 @@
-"""Classifier training as a task of the runner (`latentops classify`): the Laplacian-networks
-regularizer and Parseval variants, geometry targets, and their report layout."""
+"""Classifier training as tasks of the runner: `latentops classify` (the Laplacian-networks
+regularizer and Parseval variants, geometry targets) and `latentops distill` (a student from a
+teacher run: Hinton KD, RKD-D, latent-geometry graphs), the robustness suite and their report."""
 
 from __future__ import annotations
 
 from latentops.pipelines.classifiers.config import ClassifyConfig
+from latentops.pipelines.classifiers.distill import DistillConfig, DistillTask
 from latentops.pipelines.classifiers.task import ClassifierTask, crop_flip
 from latentops.pipelines.runner import run
 
@@ -14,4 +16,9 @@ def classify(config: ClassifyConfig) -> dict:
     return run(ClassifierTask, config)
 
 
-__all__ = ["ClassifierTask", "ClassifyConfig", "classify", "crop_flip"]
+def distill(config: DistillConfig) -> dict:
+    """Train (or resume) the student run `config` describes from its teacher run."""
+    return run(DistillTask, config)
+
+
+__all__ = ["ClassifierTask", "ClassifyConfig", "DistillConfig", "DistillTask", "classify", "crop_flip", "distill"]

@@ -40,9 +40,8 @@ MILESTONES = Check("increasing fractions in (0, 1), comma-separated (e.g. 0.5 or
 
 
 @dataclasses.dataclass(kw_only=True)
-class ClassifyConfig:
-    """One classifier run. Defaults follow the Laplacian-networks authors on CIFAR-10 (SGD 0.1,
-    momentum 0.9, weight decay 5e-4, batch 100, the rate ×0.01 halfway), scaled to digits."""
+class _Classifier:
+    """What `latentops classify` trains on: the model and the data."""
 
     arch: str = option("preact-small", choices=CLASSIFIERS, help="the classifier (latentops.models.classifiers)")
     dataset: str = option("digits", choices=DATASETS)
@@ -53,6 +52,14 @@ class ClassifyConfig:
     width: float | None = option(
         None, check=POSITIVE, help="channels of the first stage (preact; wrn: its widening factor)"
     )
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainingOptions:
+    """How a classifier is trained, for `latentops classify` and `latentops distill` alike. Defaults
+    follow the Laplacian-networks authors on CIFAR-10 (SGD 0.1, momentum 0.9, weight decay 5e-4,
+    batch 100, the rate ×0.01 halfway), scaled to digits."""
+
     epochs: float | None = option(
         None, check=POSITIVE, help="training length in epochs of the training set (sets --steps)"
     )
@@ -96,3 +103,8 @@ class ClassifyConfig:
     resume: bool = run.resume()
     progress: bool = run.progress()
     out: str = run.out()
+
+
+@dataclasses.dataclass(kw_only=True)
+class ClassifyConfig(TrainingOptions, _Classifier):  # fields: _Classifier's, then TrainingOptions'
+    """One `latentops classify` run."""

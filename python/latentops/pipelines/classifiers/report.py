@@ -9,7 +9,7 @@ ROWS = [
     Row("test_accuracy", "Test accuracy (%)", lambda v: f"{100 * v:.2f}"),
     Row("test_loss", "Test cross-entropy", lambda v: f"{v:.4f}"),
 ]
-VARIANT_ORDER = ["V", "P", "R", "PR", "GEO"]
+VARIANT_ORDER = ["V", "P", "R", "PR", "GEO", "alone", "hkd", "rkd", "lgg", "hkd+lgg"]
 
 
 def variant_rank(name: str) -> int:
@@ -137,7 +137,8 @@ class SeedStatistics:
         for metric in self.metrics:
             cells = [_quartiles(list(self.values(v, metric).values())) for v in self.variants]
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-        pairs = [(v, "V") for v in self.variants if v != "V" and "V" in self.variants]
+        baseline = next((b for b in ("V", "alone") if b in self.variants), None)  # the variant without a regularizer or teacher
+        pairs = [(v, baseline) for v in self.variants if baseline and v != baseline]
         if {"PR", "R"} <= set(self.variants):
             pairs.append(("PR", "R"))
         if pairs:

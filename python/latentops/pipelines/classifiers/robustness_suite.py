@@ -16,9 +16,7 @@ from torch import nn
 
 from latentops import robustness
 from latentops.pipelines import checkpoint
-from latentops.pipelines.classifiers.config import ClassifyConfig
-from latentops.pipelines.classifiers.task import ClassifierTask
-from latentops.pipelines.run_folder import CONFIG_JSON, read_json_object
+from latentops.pipelines.classifiers.task import ClassifierTask, load_classifier
 
 ROBUSTNESS_JSON = "robustness.json"
 ROBUSTNESS_PNG = "robustness.png"
@@ -76,23 +74,6 @@ def blocks(model: nn.Module) -> list[nn.Module]:
         if isinstance(getattr(model, name, None), nn.ModuleList):
             return list(getattr(model, name))
     raise ValueError(f"{type(model).__name__} has no blocks (layers, groups or hidden) to apply dropout after")
-
-
-def load_classifier(run_dir, device: torch.device) -> ClassifierTask:
-    """The task of a finished (or checkpointed) classifier run, its model restored from the latest
-    checkpoint (checksums verified) and in eval mode; ValueError/FileNotFoundError naming what is wrong."""
-    run_dir = Path(run_dir)
-    fields = {f.name for f in dataclasses.fields(ClassifyConfig)}
-    saved = read_json_object(run_dir / CONFIG_JSON)
-    config = ClassifyConfig(**{k: v for k, v in saved.items() if k in fields})
-    found = checkpoint.latest(run_dir)
-    if found is None:
-        raise FileNotFoundError(f"RUN_DIR {str(run_dir)!r} has no checkpoint to evaluate")
-    task = ClassifierTask(config)
-    training = task.build(device)
-    checkpoint.load(found, training.model, training.optimizers, device, training.schedulers)
-    training.model.eval()
-    return task
 
 
 class Suite:

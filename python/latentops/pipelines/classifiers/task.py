@@ -5,8 +5,10 @@ of every tap on a fixed test batch (the authors' per-layer curve)."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +17,10 @@ from latentops.data import ArrayDataset, load_dataset
 from latentops.models.base import Losses
 from latentops.models.classifiers import CLASSIFIERS, build_classifier, parseval_step
 from latentops.nn import GeometryTargetLoss, SmoothnessVariationLoss
+from latentops.pipelines import checkpoint
 from latentops.pipelines.classifiers.config import ClassifyConfig, parse_milestones
 from latentops.pipelines.classifiers.report import ClassifierReport, variant
+from latentops.pipelines.run_folder import CONFIG_JSON, read_json_object
 from latentops.pipelines.task import Task, Training
 
 _EVAL_CHUNK = 500  # test images per forward at evaluation
@@ -80,8 +84,7 @@ class ClassifierTask(Task):
         self.geometry = GeometryTargetLoss(normalize="sym", num_classes=classes) if config.loss == "geo" else None
 
     def describe(self) -> dict:
-        config = self.config
-        return {"arch": config.arch, "dataset": config.dataset, "variant": variant(vars(config))}
+        return {"arch": self.config.arch, "dataset": self.dataset.name, "variant": variant(vars(self.config))}
 
     def build(self, device: torch.device) -> Training:
         config = self.config
@@ -110,9 +113,14 @@ class ClassifierTask(Task):
         return images, labels
 
     def losses(self, batch) -> Losses:
-        config = self.config
         images, labels = batch
         logits, taps = self.model(images, return_taps=True)
+        loss, logs = self.objective(images, labels, logits, taps)
+        return Losses({"classifier": loss}, logs)
+
+    def objective(self, images, labels, logits, taps) -> tuple[torch.Tensor, dict]:
+        """The training loss of a batch and the scalars logged with it."""
+        config = self.config
         logs = {}
         if self.geometry is None:
             loss = F.cross_entropy(logits, labels)
@@ -125,7 +133,7 @@ class ClassifierTask(Task):
             variation = self.regularizer(taps, labels)
             loss = loss + config.smoothness**config.smoothness_power * variation
             logs["smoothness_variation"] = variation.detach()
-        return Losses({"classifier": loss}, logs)
+        return loss, logs
 
     def after_step(self, step: int) -> None:
         if self.config.parseval > 0:
@@ -170,3 +178,24 @@ class ClassifierTask(Task):
     def _nearest_class_mean(self, outputs: torch.Tensor) -> torch.Tensor:
         """The class whose mean output is nearest in cosine (as the cosine graph sees outputs)."""
         return (F.normalize(outputs, dim=1) @ self.class_means().T).argmax(1)
+
+
+def load_classifier(run_dir, device) -> ClassifierTask:
+    """The task of a `latentops classify` or `latentops distill` run, its model restored from the
+    run's latest checkpoint (checksums verified) and in eval mode; ValueError or FileNotFoundError
+    naming what is missing or wrong."""
+    from latentops.pipelines.classifiers.distill import DistillConfig, DistillTask
+
+    run_dir, device = Path(run_dir), torch.device(device)
+    saved = read_json_object(run_dir / CONFIG_JSON)
+    config_class, task_class = (DistillConfig, DistillTask) if "teacher" in saved else (ClassifyConfig, ClassifierTask)
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    config = config_class(**{k: v for k, v in saved.items() if k in fields})
+    found = checkpoint.latest(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"{str(run_dir)!r} has no checkpoint of a trained classifier")
+    task = task_class(config)
+    training = task.build(device)
+    checkpoint.load(found, training.model, training.optimizers, device, training.schedulers)
+    training.model.eval()
+    return task
