@@ -40,7 +40,7 @@ declare -A TESTS=(
   [graph]="tests/ops/test_graph.py tests/nn/test_graph_losses.py"
   [compressed_linear]="tests/ops/test_compressed_linear.py tests/ops/test_compressed_linear_triton.py tests/ops/test_compressed_linear_native.py tests/nn/test_compressed_modules.py"
 )
-BENCH_CASES=(ceilings nearest_centroid soft_quantize graph compressed_linear kmeans)
+BENCH_CASES=(ceilings nearest_centroid soft_quantize graph laplacian_regularizer compressed_linear kmeans)
 
 # Training throughput of the autoencoder pipeline, a short run each: latentops' kernels (--backend ops,
 # the automatic choice; softvq once more with the CUDA kernel preferred) against the pure-torch reference.
@@ -53,7 +53,7 @@ step() { PLAN+=("$1|$2|$3"); }
 step record 20 "record"
 step build 45 "build"
 step tests 150 "tests 140"
-declare -A BENCH_BUDGET=([ceilings]=15 [nearest_centroid]=45 [soft_quantize]=40 [graph]=30 [compressed_linear]=30 [kmeans]=30)
+declare -A BENCH_BUDGET=([ceilings]=15 [nearest_centroid]=45 [soft_quantize]=40 [graph]=30 [laplacian_regularizer]=15 [compressed_linear]=30 [kmeans]=30)
 for case in "${BENCH_CASES[@]}"; do
   step "bench-$case" "${BENCH_BUDGET[$case]}" "cd benches && $PY run.py --only $case --rows $WORK/rows.jsonl \"\${SKIPS[@]}\" > $WORK/bench-$case.log 2>&1"
 done

@@ -2,7 +2,8 @@
 
     python benches/run.py [--out FILE] [--quick] [--only PREFIX] [--rows FILE] [--skip FAMILY:BACKEND=WHY ...]
 
-One module per op family (nearest_centroid.py, soft_quantize.py, graph.py, kmeans.py) plus
+One module per op family (nearest_centroid.py, soft_quantize.py, graph.py, kmeans.py), one per
+pipeline cost (laplacian_regularizer.py), plus
 startup.py (import and first-call costs); harness.py times and renders. On a GPU the cases are
 timed with triton.testing.do_bench (median of CUDA-event timings); on a CPU, the median of
 wall-clock repeats. Every row is checked against the float64 reference before it is timed, and
@@ -25,6 +26,7 @@ from compressed_linear import compressed_linear_case, compressed_linear_decode_c
 from graph import graph_smoothness_case
 from harness import render
 from kmeans import kmeans_case
+from laplacian_regularizer import laplacian_regularizer_case
 from nearest_centroid import nearest_centroid_case
 from soft_quantize import soft_quantize_case
 from startup import startup_case
@@ -49,6 +51,7 @@ def plan(device: str, quick: bool) -> list[tuple]:
             (nearest_centroid_case, (65536, 16384, 256, device, quick)),
             (soft_quantize_case, (65536, 4096, 64, device, quick)),
             (graph_smoothness_case, (8, 1024, 16384, 10, device, quick)),
+            (laplacian_regularizer_case, (100, 2, device, quick)),
             *_compressed_linear_cases(device, quick),
         ]
         return cases if quick else [*cases, (kmeans_case, (1_000_000, 20_000, 256, 25, device))]
@@ -57,6 +60,7 @@ def plan(device: str, quick: bool) -> list[tuple]:
         (nearest_centroid_case, (16384, 1024, 64, device, quick)),
         (soft_quantize_case, (16384, 1024, 64, device, quick)),
         (graph_smoothness_case, (4, 256, 4096, 10, device, quick)),
+        (laplacian_regularizer_case, (100, 2, device, quick)),
         *_compressed_linear_cases(device, quick),
     ]
     return cases if quick else [*cases, (kmeans_case, (200_000, 256, 64, 20, device))]
