@@ -28,10 +28,13 @@ runs=()
 for seed in $(seq 0 $((SEEDS - 1))); do
   for variant in "${VARIANTS[@]}"; do
     runs+=("$OUT/$variant-$seed")
-    if [[ ! -f $OUT/$variant-$seed/metrics.json ]]; then
-      echo "$PY -m latentops classify $COMMON ${OPTIONS[$variant]} --seed $seed --resume --out $OUT/$variant-$seed > $OUT/$variant-$seed.log 2>&1"
-    fi
   done
+done
+for run in "${runs[@]}"; do  # (a pipeline's loop runs in a subshell: runs is filled above)
+  variant=$(basename "$run") && variant=${variant%-*} && seed=${run##*-}
+  if [[ ! -f $run/metrics.json ]]; then
+    echo "$PY -m latentops classify $COMMON ${OPTIONS[$variant]} --seed $seed --resume --out $run > $run.log 2>&1"
+  fi
 done | xargs -P "$JOBS" -I{} bash -c "{}"
 
 for run in "${runs[@]}"; do

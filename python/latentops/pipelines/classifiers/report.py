@@ -137,7 +137,9 @@ class SeedStatistics:
         for metric in self.metrics:
             cells = [_quartiles(list(self.values(v, metric).values())) for v in self.variants]
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-        baseline = next((b for b in ("V", "alone") if b in self.variants), None)  # the variant without a regularizer or teacher
+        baseline = next(
+            (b for b in ("V", "alone") if b in self.variants), None
+        )  # the variant without a regularizer or teacher
         pairs = [(v, baseline) for v in self.variants if baseline and v != baseline]
         if {"PR", "R"} <= set(self.variants):
             pairs.append(("PR", "R"))
@@ -173,13 +175,18 @@ class SeedStatistics:
         import numpy as np
 
         written = []
-        fig, axes = plt.subplots(1, len(self.metrics), figsize=(2.2 * len(self.metrics) + 1, 3.2), squeeze=False)
-        for ax, metric in zip(axes[0], self.metrics):
+        cols = min(5, len(self.metrics))
+        rows = -(-len(self.metrics) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.5, 2.8 * rows), squeeze=False)
+        for ax in axes.flat[len(self.metrics) :]:
+            ax.axis("off")
+        for ax, metric in zip(axes.flat, self.metrics):
             data = [[100 * x for x in self.values(v, metric).values()] for v in self.variants]
             ax.boxplot(data, tick_labels=self.variants)
             ax.set_title(metric, fontsize=8)
             ax.tick_params(labelsize=7)
-        axes[0][0].set_ylabel("test accuracy (%)")
+        for row in axes:
+            row[0].set_ylabel("test accuracy (%)")
         fig.tight_layout()
         path = out / f"{stem}-robustness-box.png"
         fig.savefig(path, dpi=90)
@@ -214,6 +221,7 @@ class SeedStatistics:
             for v in [v for v in self.variants if v in curves]:
                 ax.plot(np.median(np.array(curves[v]), axis=0), marker="o", label=v)
             ax.set_xlabel("tap (layer)")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.set_ylabel("label smoothness tr(YᵀL^mY) (median)")
             ax.set_yscale("log")
             ax.legend()

