@@ -68,54 +68,10 @@ def _parser() -> argparse.ArgumentParser:
         description="The Laplacian-networks robustness suite on each classifier RUN_DIR (its latest "
         "checkpoint); writes RUN_DIR/robustness.json and robustness.png. Defaults: the authors' settings.",
     )
-    robustness.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    from latentops.pipelines.classifiers.robustness_suite import SuiteOptions
+    from latentops.pipelines.classifiers import robustness_suite
 
-    for field in dataclasses.fields(SuiteOptions):  # one option per setting, tuples comma-separated
-        default = field.default
-        shown = ",".join(f"{v:g}" for v in default) if isinstance(default, tuple) else default
-        robustness.add_argument(
-            "--" + field.name.replace("_", "-"), default=None, metavar="VALUE", help=f"default {shown}"
-        )
-    robustness.add_argument("--device", default="cpu")
-    robustness.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    robustness_suite.add_arguments(robustness)
     return parser
-
-
-def _suite_options(args):
-    """SuiteOptions from the command line: ValueError naming the option whose value is not a number
-    (or list of numbers) in its range."""
-    from latentops.pipelines.classifiers.robustness_suite import SuiteOptions
-
-    values = {}
-    for field in dataclasses.fields(SuiteOptions):
-        text, flag = getattr(args, field.name), "--" + field.name.replace("_", "-")
-        if text is None:
-            continue
-        kind = int if field.type in ("int", "int | None") else float
-        try:
-            parsed = tuple(kind(v) for v in text.split(","))
-        except ValueError:
-            raise ValueError(
-                f"{flag} must be {'comma-separated ' if isinstance(field.default, tuple) else ''}"
-                f"{kind.__name__}s, got {text!r}"
-            ) from None
-        if not isinstance(field.default, tuple):
-            if len(parsed) != 1:
-                raise ValueError(f"{flag} takes one value, got {text!r}")
-            parsed = parsed[0]
-        values[field.name] = parsed
-    return SuiteOptions(**values)
-
-
-def _robustness(args) -> None:
-    from latentops.pipelines.classifiers.robustness_suite import evaluate_run
-
-    options = _suite_options(args)
-    for run_dir in args.run_dirs:
-        document = evaluate_run(run_dir, options, args.device, args.progress)
-        means = {name: sum(r["accuracy"]) / len(r["accuracy"]) for name, r in document["results"].items()}
-        print(f"{run_dir}: " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in means.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             if summary:
                 print(json.dumps(summary, indent=2))
         elif args.command == "robustness":
-            _robustness(args)
+            from latentops.pipelines.classifiers import robustness_suite
+
+            robustness_suite.command(args)
         else:
             from latentops.pipelines.report import write_report
 

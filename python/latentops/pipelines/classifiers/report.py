@@ -175,6 +175,13 @@ class SeedStatistics:
         import numpy as np
 
         written = []
+
+        def save(fig, name: str) -> None:
+            fig.tight_layout()
+            fig.savefig(out / f"{stem}-{name}.png", dpi=90)
+            plt.close(fig)
+            written.append(f"{stem}-{name}.png")
+
         cols = min(5, len(self.metrics))
         rows = -(-len(self.metrics) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.5, 2.8 * rows), squeeze=False)
@@ -187,11 +194,7 @@ class SeedStatistics:
             ax.tick_params(labelsize=7)
         for row in axes:
             row[0].set_ylabel("test accuracy (%)")
-        fig.tight_layout()
-        path = out / f"{stem}-robustness-box.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path.name)
+        save(fig, "robustness-box")
 
         snr_metrics = [
             (float(m.group(1)), name) for name in self.metrics if (m := re.fullmatch(r"noise (-?[\d.]+) dB", name))
@@ -205,11 +208,7 @@ class SeedStatistics:
             ax.set_xlabel("Gaussian noise SNR (dB)")
             ax.set_ylabel("median test accuracy (%)")
             ax.legend()
-            fig.tight_layout()
-            path = out / f"{stem}-accuracy-vs-snr.png"
-            fig.savefig(path, dpi=90)
-            plt.close(fig)
-            written.append(path.name)
+            save(fig, "accuracy-vs-snr")
 
         curves: dict[str, list[list[float]]] = {}
         for run in runs:
@@ -225,9 +224,5 @@ class SeedStatistics:
             ax.set_ylabel("label smoothness tr(YᵀL^mY) (median)")
             ax.set_yscale("log")
             ax.legend()
-            fig.tight_layout()
-            path = out / f"{stem}-smoothness-per-layer.png"
-            fig.savefig(path, dpi=90)
-            plt.close(fig)
-            written.append(path.name)
+            save(fig, "smoothness-per-layer")
         return written

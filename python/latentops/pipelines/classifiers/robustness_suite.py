@@ -7,6 +7,7 @@ with seeds 0, 1, ... (fresh masks and noise each draw, nothing carried between p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -99,53 +100,56 @@ class Suite:
         return torch.cat([attack(x, y) for x, y in zip(self.x.split(_CHUNK), self.y.split(_CHUNK))])
 
     def run(self, progress: bool = True) -> dict:
+        """{perturbation: its measurements}, the accuracies of every draw under "accuracy"."""
         from tqdm.auto import tqdm
 
         o = self.options
-        steps = [("clean", None)]
-        steps += [(f"noise {snr:g} dB", snr) for snr in o.snrs_db] + [(f"noise σ={o.sigma:g}", None)]
+        steps = {"clean": lambda: {"accuracy": [self.accuracy(self.x)]}}
+        steps.update({f"noise {snr:g} dB": functools.partial(self._noise_at, snr) for snr in o.snrs_db})
+        steps[f"noise σ={o.sigma:g}"] = self._noise_sigma
         if not self.geo:  # the attacks ascend the cross-entropy of the logits: CE runs only
-            steps += [(f"FGSM {o.fgsm_snr_db:g} dB", None), (f"PGD ε={o.pgd_eps:g}", None)]
-        steps += [(f"dropout p={p:g}", p) for p in o.dropout] + [(f"{o.bits}-bit weights", None)]
-        results: dict = {}
-        for name, value in tqdm(steps, desc="robustness", disable=not progress):
-            results[name] = self._measure(name, value)
-        return results
+            steps[f"FGSM {o.fgsm_snr_db:g} dB"] = self._fgsm
+            steps[f"PGD ε={o.pgd_eps:g}"] = self._pgd
+        steps.update({f"dropout p={p:g}": functools.partial(self._dropout, p) for p in o.dropout})
+        steps[f"{o.bits}-bit weights"] = lambda: {
+            "accuracy": [self.accuracy(self.x, robustness.kbit_weights(self.model, bits=o.bits))]
+        }
+        return {name: measure() for name, measure in tqdm(steps.items(), desc="robustness", disable=not progress)}
 
-    def _measure(self, name: str, value) -> dict:
-        o, draws = self.options, range(self.options.draws)
-        if name == "clean":
-            return {"accuracy": [self.accuracy(self.x)]}
-        if name.startswith("noise") and value is not None:
-            noisy = [robustness.gaussian_noise(self.x, value, seed=d) for d in draws]
-            achieved = torch.cat([robustness.snr_db(self.x, n) for n in noisy])
-            finite = achieved[torch.isfinite(achieved)]
-            return {
-                "accuracy": [self.accuracy(n) for n in noisy],
-                "achieved_snr_db": [float(finite.min()), float(finite.max())] if len(finite) else None,
-            }
-        if name.startswith("noise"):
-            noisy = [robustness.gaussian_noise(self.x, sigma=o.sigma, seed=d) for d in draws]
-            achieved = torch.cat([robustness.snr_db(self.x, n) for n in noisy])
-            return {"accuracy": [self.accuracy(n) for n in noisy], "median_snr_db": float(achieved.median())}
-        if name.startswith("FGSM"):
-            adv = self._adversarial(lambda x, y: robustness.fgsm(self.model, x, y, snr_db=o.fgsm_snr_db))
-            return {"accuracy": [self.accuracy(adv)]}
-        if name.startswith("PGD"):
-            adv = self._adversarial(
-                lambda x, y: robustness.pgd_linf(
-                    self.model, x, y, eps=o.pgd_eps, step=o.pgd_step, iterations=o.pgd_iterations
-                )
+    def _noise_at(self, snr: float) -> dict:
+        noisy = [robustness.gaussian_noise(self.x, snr, seed=d) for d in range(self.options.draws)]
+        achieved = torch.cat([robustness.snr_db(self.x, n) for n in noisy])
+        finite = achieved[torch.isfinite(achieved)]  # an all-zero image has no SNR
+        return {
+            "accuracy": [self.accuracy(n) for n in noisy],
+            "achieved_snr_db": [float(finite.min()), float(finite.max())] if len(finite) else None,
+        }
+
+    def _noise_sigma(self) -> dict:
+        o = self.options
+        noisy = [robustness.gaussian_noise(self.x, sigma=o.sigma, seed=d) for d in range(o.draws)]
+        achieved = torch.cat([robustness.snr_db(self.x, n) for n in noisy])
+        return {"accuracy": [self.accuracy(n) for n in noisy], "median_snr_db": float(achieved.median())}
+
+    def _fgsm(self) -> dict:
+        adv = self._adversarial(lambda x, y: robustness.fgsm(self.model, x, y, snr_db=self.options.fgsm_snr_db))
+        return {"accuracy": [self.accuracy(adv)]}
+
+    def _pgd(self) -> dict:
+        o = self.options
+        adv = self._adversarial(
+            lambda x, y: robustness.pgd_linf(
+                self.model, x, y, eps=o.pgd_eps, step=o.pgd_step, iterations=o.pgd_iterations
             )
-            return {"accuracy": [self.accuracy(adv)], "max_linf": float((adv - self.x).abs().max())}
-        if name.startswith("dropout"):
-            accuracies = []
-            for d in draws:  # a fresh context (and generator) per draw: nothing carried over
-                with robustness.with_test_time_dropout(self.model, value, blocks(self.task.model), seed=d):
-                    accuracies.append(self.accuracy(self.x))
-            return {"accuracy": accuracies}
-        quantized = robustness.kbit_weights(self.model, bits=o.bits)
-        return {"accuracy": [self.accuracy(self.x, quantized)]}
+        )
+        return {"accuracy": [self.accuracy(adv)], "max_linf": float((adv - self.x).abs().max())}
+
+    def _dropout(self, p: float) -> dict:
+        accuracies = []
+        for d in range(self.options.draws):  # a fresh context (and generator) per draw: nothing carried over
+            with robustness.with_test_time_dropout(self.model, p, blocks(self.task.model), seed=d):
+                accuracies.append(self.accuracy(self.x))
+        return {"accuracy": accuracies}
 
 
 def evaluate_run(run_dir, options: SuiteOptions = SuiteOptions(), device="cpu", progress: bool = True) -> dict:
@@ -188,3 +192,48 @@ def _plot(path: Path, results: dict, options: SuiteOptions, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# -- the `latentops robustness` command ---------------------------------------------------------
+
+
+def add_arguments(parser) -> None:
+    """RUN_DIR... and one option per SuiteOptions setting (tuples comma-separated)."""
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    for field in dataclasses.fields(SuiteOptions):
+        default = field.default
+        shown = ",".join(f"{v:g}" for v in default) if isinstance(default, tuple) else default
+        parser.add_argument("--" + field.name.replace("_", "-"), default=None, metavar="VALUE", help=f"default {shown}")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def options_from(args) -> SuiteOptions:
+    """SuiteOptions from the parsed command line: ValueError naming the option whose value is not a
+    number (or list of numbers) in its range."""
+    values = {}
+    for field in dataclasses.fields(SuiteOptions):
+        text, flag = getattr(args, field.name), "--" + field.name.replace("_", "-")
+        if text is None:
+            continue
+        kind = int if field.type in ("int", "int | None") else float
+        listed = isinstance(field.default, tuple)
+        try:
+            parsed = tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(
+                f"{flag} must be {'comma-separated ' if listed else ''}{kind.__name__}s, got {text!r}"
+            ) from None
+        if not listed and len(parsed) != 1:
+            raise ValueError(f"{flag} takes one value, got {text!r}")
+        values[field.name] = parsed if listed else parsed[0]
+    return SuiteOptions(**values)
+
+
+def command(args) -> None:
+    """Evaluate each RUN_DIR and print its mean accuracy under each perturbation."""
+    options = options_from(args)
+    for run_dir in args.run_dirs:
+        document = evaluate_run(run_dir, options, args.device, args.progress)
+        means = {name: sum(r["accuracy"]) / len(r["accuracy"]) for name, r in document["results"].items()}
+        print(f"{run_dir}: " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in means.items()))
