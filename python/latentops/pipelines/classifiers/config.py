@@ -1,4 +1,5 @@
-"""The options of `latentops classify`, in the order its --help lists them."""
+"""The options of `latentops classify`, in the order its --help lists them; TrainingOptions is also
+`latentops distill`'s."""
 
 from __future__ import annotations
 
