@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from latentops.models.classifiers import CLASSIFIERS
 from latentops.nn import GraphDistillationLoss
 from latentops.pipelines.classifiers.config import TrainingOptions
+from latentops.pipelines.classifiers.report import DistillationReport
 from latentops.pipelines.classifiers.task import ClassifierTask, load_classifier
 from latentops.pipelines.options import POSITIVE, Check, option
 from latentops.pipelines.run_folder import CONFIG_JSON, read_json_object
@@ -77,6 +78,7 @@ class DistillTask(ClassifierTask):
         "cross-entropy plus the chosen distillation loss; writes what `latentops classify` writes."
     )
     config_class = DistillConfig
+    report = DistillationReport()
     identity = (
         *("teacher", "arch", "width", "method", "layers", "lgg_weight", "rkd_weight", "hkd_weight", "temperature"),
         *("steps", "lr", "momentum", "weight_decay", "lr_milestones", "lr_gamma", "augment"),

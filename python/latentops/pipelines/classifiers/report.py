@@ -59,6 +59,13 @@ class ClassifierReport(TaskReport):
         return "\n\n".join(sections)
 
 
+class DistillationReport(ClassifierReport):
+    """Students, under their own heading (a report of a teacher and its students has both)."""
+
+    def section(self, dataset: str) -> str:
+        return f"{dataset}, distilled students"
+
+
 # The Laplacian-networks authors' stored medians over 10 seeds on CIFAR-10 (PreActResNet18, accuracy
 # %), printed beside CIFAR-10 runs; keys are the suite's perturbation names.
 AUTHORS_CIFAR10 = {
