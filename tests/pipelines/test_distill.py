@@ -42,11 +42,8 @@ def test_the_command_and_the_robustness_suite_take_a_student(teacher, tmp_path):
     assert main(args) == 0
     results = evaluate_run(out, SuiteOptions(snrs_db=(10.0,), draws=1, images=30, pgd_iterations=2), progress=False)
     assert "clean" in results["results"] and "PGD ε=0.01" in results["results"]
-    text = (
-        (tmp_path / "report.md").read_text()
-        if main(["report", str(teacher), str(out), "--out", str(tmp_path)]) == 0
-        else ""
-    )
+    assert main(["report", str(teacher), str(out), "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
     assert "**digits**" in text and "**digits, distilled students**" in text  # the teacher's table, the students'
 
 
