@@ -30,6 +30,9 @@ def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
             )
             continue
         settings = {"help": meta.get("help")}
+        if meta.get("positional"):
+            parser.add_argument(name, metavar=meta.get("metavar"), help=meta.get("help"))
+            continue
         if _scalar_type(hints[name]) is not None:
             settings["type"] = _scalar_type(hints[name])
         if meta.get("choices") is not None:
@@ -84,11 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tasks = {task.command: task for task in TASKS.values()}
         if args.command in tasks:
-            from latentops.pipelines.runner import run
-
             task = tasks[args.command]
             names = [f.name for f in dataclasses.fields(task.config_class)]
-            summary = run(task, task.config_class(**{name: getattr(args, name) for name in names}))
+            summary = task.main(task.config_class(**{name: getattr(args, name) for name in names}))
             if summary:
                 print(json.dumps(summary, indent=2))
         elif args.command == "robustness":

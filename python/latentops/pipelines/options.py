@@ -32,14 +32,17 @@ def option(
     choices=None,
     check: Check | None = None,
     metavar: str | None = None,
+    positional: bool = False,
 ) -> Any:
     """A config field that is also a command-line option. A default of None means "unset" and
-    passes the check; choices are listed in --help and enforced."""
+    passes the check; choices are listed in --help and enforced. positional: a required field
+    given without its flag (`latentops compress RUN ...`)."""
     metadata = {
         "help": help,
         "choices": tuple(choices) if choices is not None else None,
         "check": check,
         "metavar": metavar,
+        "positional": positional,
     }
     required = default is dataclasses.MISSING
     return dataclasses.field(default=default, metadata=metadata, kw_only=not required)

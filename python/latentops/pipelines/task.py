@@ -50,6 +50,14 @@ class Task:
     def __init__(self, config):
         self.config = config
 
+    @classmethod
+    def main(cls, config) -> dict:
+        """What the task's subcommand does with its config: train one run with the runner. A
+        command made of several runs (compress: a fine-tuning run per stage) overrides it."""
+        from latentops.pipelines.runner import run
+
+        return run(cls, config)
+
     def describe(self) -> dict:
         """The summary's first keys after "task" (e.g. model and dataset); their values, joined by
         "/", label the progress bar, and by " on ", the loss plot."""

@@ -15,11 +15,12 @@ from latentops.models.classifiers.base import Classifier, check_positive_ints
 class MLP(Classifier):
     """Flatten, then Linear-ReLU for each of `widths`, then a Linear to the logits.
 
-    Taps: each hidden ReLU output, (batch, width)."""
+    Taps: each hidden ReLU output, (batch, width). `width` (the CLI's --width) replaces `widths` by
+    two hidden layers of that many units."""
 
-    def __init__(self, image_shape, num_classes: int, widths=(256, 128)):
+    def __init__(self, image_shape, num_classes: int, widths=(256, 128), width: int | None = None):
         super().__init__(image_shape, num_classes)
-        self.widths = check_positive_ints("widths", widths)
+        self.widths = check_positive_ints("widths", widths if width is None else (width, width))
         sizes = [math.prod(self.image_shape), *self.widths]
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.head = nn.Linear(sizes[-1], self.num_classes)

@@ -101,7 +101,7 @@ class PreActResNet18(PreActResNet):
 
 
 class PreActResNetSmall(PreActResNet):
-    """A small PreActResNet for 8×8 digits: blocks (1, 1), width 16; 5 taps."""
+    """A small PreActResNet for 8×8 digits: blocks (1, 1), width 16 (or `width`); 5 taps."""
 
-    def __init__(self, image_shape, num_classes: int, parseval: bool = False):
-        super().__init__(image_shape, num_classes, blocks=(1, 1), width=16, parseval=parseval)
+    def __init__(self, image_shape, num_classes: int, parseval: bool = False, width: int = 16):
+        super().__init__(image_shape, num_classes, blocks=(1, 1), width=width, parseval=parseval)

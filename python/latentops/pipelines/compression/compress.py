@@ -1,0 +1,207 @@
+"""`latentops compress RUN ... --out DIR`: prune and fine-tune (DIR/prune), quantize and fine-tune the
+codebooks (DIR/share), then encode every layer in every format keeping the smallest (DIR/model.lops),
+and judge the model loaded back from that file alone: the source task's evaluation, each layer's
+share of the loss and its time against the dense layer, the whole model's ψ. Writes DIR/metrics.json
+(a run of the task "compression" for `latentops report`) and DIR/report.md, and prints the table."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils import benchmark
+
+from latentops.codecs import sham_paper_psi
+from latentops.nn import CompressedConv2d
+from latentops.ops.compressed_linear import decompress
+from latentops.pipelines import checkpoint
+from latentops.pipelines.compression.config import CompressConfig
+from latentops.pipelines.compression.layers import replace
+from latentops.pipelines.compression.model_file import (
+    FILE,
+    encode_layer,
+    layer_settings,
+    load_compressed,
+    save_compressed,
+)
+from latentops.pipelines.compression.report import layer_table
+from latentops.pipelines.compression.source import HEADLINE, load_source, read_source
+from latentops.pipelines.compression.stages import PRUNE_DIR, PruneStage, ShareStage
+from latentops.pipelines.distributed import resolve_device
+from latentops.pipelines.run_folder import RunFolder
+from latentops.pipelines.runner import run
+
+REPORT = "report.md"
+
+
+def compress(config: CompressConfig, stages_dir: Path | None = None, share_name: str = "share") -> dict:
+    """One compression of config.run into config.out; the stage runs go to stages_dir (default
+    config.out: DIR/prune and DIR/share; --grid shares one pruning among its points)."""
+    point = Path(config.out)
+    stages_dir = point if stages_dir is None else stages_dir
+    prune = run(PruneStage, dataclasses.replace(config, out=str(stages_dir / PRUNE_DIR)))
+    share_dir = stages_dir / share_name
+    share = run(ShareStage, dataclasses.replace(config, out=str(share_dir)))
+    folder = RunFolder(point)
+    folder.lock()
+    try:
+        summary = finish(config, point, share_dir, fine_tuning={"prune": prune, "share": share})
+        folder.write_summary(summary)
+    finally:
+        folder.unlock()
+    return summary
+
+
+def _dense_bytes(model: nn.Module) -> int:
+    """The model's state at 4 bytes per floating-point entry (what the dense float32 model weighs)."""
+    return 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
+
+
+def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: dict) -> dict:
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    # The fine-tuned model, its layers in shared-weight form, as the share stage left it.
+    stage = ShareStage(dataclasses.replace(config, out=str(share_dir), resume=True))
+    training = stage.build(device)
+    checkpoint.load(checkpoint.latest(share_dir), training.model, training.optimizers, device)
+    matrices, sizes, settings, stats = {}, {}, {}, {}
+    for name, plan in stage.plans.items():
+        module = stage.model.get_submodule(name)
+        shared = module.shared_weights()
+        matrices[name], sizes[name] = encode_layer(shared)
+        settings[name] = layer_settings(module, plan)
+        stats[name] = {"kept": int(shared.mask.sum()), "entropy": shared.entropy()}
+    path = point / FILE
+    save_compressed(path, stage.model, matrices, settings, stage.source)
+
+    # Everything below sees only the file.
+    task, model, _ = load_compressed(path, device)
+    metric, higher = HEADLINE[task.name]
+    inputs = _capture_inputs(model, list(settings), config.time_batch)
+    with tempfile.TemporaryDirectory() as scratch:
+        evaluation = _evaluate(task, Path(scratch))
+        for hook in inputs.pop("hooks"):
+            hook.remove()
+        source_summary = read_source(config.run)[2]
+        source_task, source_training = load_source(config.run, device, batch_size=config.batch_size, seed=config.seed)
+        source_value = _evaluate(source_task, Path(scratch), final=False)[metric]
+        layers = []
+        for name, plan in stage.plans.items():
+            compressed = model.get_submodule(name)
+            original = source_task.model.get_submodule(name)
+            replace(source_task.model, name, compressed)
+            alone = _evaluate(source_task, Path(scratch), final=False)[metric]
+            replace(source_task.model, name, original)
+            row = _layer_row(name, plan, compressed, matrices[name], sizes[name], stats[name], inputs.get(name))
+            layers.append({**row, "delta": alone - source_value})
+    dense_bytes = _dense_bytes(source_training.model)
+    file_bytes = path.stat().st_size
+    weights_dense = sum(4 * math.prod(row["shape"]) for row in layers)
+    summary = {
+        "task": "compression",
+        **{key: source_summary.get(key) for key in ("arch", "model", "dataset", "variant") if key in source_summary},
+        "source": str(config.run),
+        "source_task": task.name,
+        "quantizer": config.quantizer,
+        "k": config.k,
+        "prune": config.prune,
+        "scope": config.scope,
+        "steps": config.steps,
+        "metric": metric,
+        "higher_is_better": higher,
+        "source_value": source_value,
+        "value": evaluation[metric],
+        "delta": evaluation[metric] - source_value,
+        "file_bytes": file_bytes,
+        "dense_bytes": dense_bytes,
+        "psi": file_bytes / dense_bytes,
+        "ratio": dense_bytes / file_bytes,
+        "psi_weights": sum(row["bytes"] for row in layers) / weights_dense,
+        "kept": sum(row["kept"] for row in layers) / sum(math.prod(row["shape"]) for row in layers),
+        "evaluation": evaluation,
+        "fine_tuned": {stage_name: stage_summary.get(metric) for stage_name, stage_summary in fine_tuning.items()},
+        "layers": layers,
+        "file": FILE,
+    }
+    text = layer_table(summary)
+    (point / REPORT).write_text(text)
+    print(text, file=sys.stderr if not config.progress else sys.stdout)
+    return summary
+
+
+def _evaluate(task, scratch: Path, final: bool = True) -> dict:
+    """The task's evaluation of its model as it is now (and, final, its end-of-run metrics: an
+    autoencoder's downstream accuracies), its pictures drawn into `scratch`."""
+    metrics = dict(task.evaluate(0, scratch))
+    if final:
+        metrics.update(task.final_metrics([]))
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def _capture_inputs(model: nn.Module, names: list[str], rows: int) -> dict:
+    """A forward pre-hook per layer keeping the first `rows` rows of the first input it sees (the
+    layer's real input, for timing it)."""
+    captured: dict = {"hooks": []}
+
+    def keeper(name):
+        def hook(module, args):
+            if name not in captured:
+                captured[name] = args[0][:rows].detach().clone()
+
+        return hook
+
+    for name in names:
+        captured["hooks"].append(model.get_submodule(name).register_forward_pre_hook(keeper(name)))
+    return captured
+
+
+def _dense_twin(layer: nn.Module):
+    """The same layer with its weight decoded to a dense float32 tensor: what it replaces."""
+    weight = decompress(layer.weight, device=layer.bias.device if layer.bias is not None else "cpu")
+    if isinstance(layer, CompressedConv2d):
+        weight = weight.reshape(layer.out_channels, layer.in_channels, *layer.kernel_size)
+        return lambda x: F.conv2d(x, weight, layer.bias, layer.stride, layer.padding, layer.dilation)
+    return lambda x: F.linear(x, weight, layer.bias)
+
+
+def _time(fn, x: torch.Tensor) -> float:
+    """Median seconds of fn(x) (torch.utils.benchmark: warmed up, synchronized on CUDA)."""
+    with torch.no_grad():
+        return benchmark.Timer("fn(x)", globals={"fn": fn, "x": x}).blocked_autorange(min_run_time=0.2).median
+
+
+def _layer_row(name, plan, layer, matrix, sizes, stats, x) -> dict:
+    """A row of the per-layer table: the layer (as loaded from the file), its stored matrix."""
+    kept = stats["kept"]
+    row = {
+        "name": name,
+        "kind": plan.kind,
+        "shape": [layer.out_channels, layer.in_channels, *layer.kernel_size]
+        if plan.kind == "conv2d"
+        else list(matrix.shape),
+        "prune": plan.prune,
+        "k": plan.k,
+        "kept": kept,
+        "levels": int(layer.weight.parts["codebook"].numel()),
+        "entropy": stats["entropy"],
+        "format": matrix.format,
+        "bytes": matrix.nbytes,
+        "bytes_per_format": sizes,
+        "bits_per_nonzero": 8 * matrix.nbytes / max(kept, 1),
+        "psi": matrix.psi,
+        # sHAM's closed form (the paper's ψ of its own format) for this layer's size, non-zeros and levels
+        "psi_paper": sham_paper_psi(matrix.shape, kept, int(layer.weight.parts["codebook"].numel())),
+    }
+    if x is not None:
+        row["time_compressed"] = _time(layer, x)
+        row["time_dense"] = _time(_dense_twin(layer), x)
+        row["time_rows"] = int(x.shape[0])
+    return row

@@ -1,0 +1,133 @@
+"""How compressed models are shown: the per-layer table of one compression (report.md), the rows of
+`latentops report`, and --grid's table and plot of the metric against ψ, one curve per quantizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from latentops.pipelines.task import Row, TaskReport
+
+# sHAM (Marinò et al., ICPR 2020, Table III): VGG19 on CIFAR-10, its three fully connected layers
+# pruned 99% and shared by k-means with k = 32, 32, 2, fine-tuned; the conv layers left as they were.
+PAPER = "VGG19 on CIFAR-10 (sHAM, ICPR 2020, Table III): accuracy 0.9344 → 0.9358 at ψ 0.006 (FC layers only)"
+
+
+def value(summary: dict, v: float) -> str:
+    """A value of the run's metric: accuracies in percent, anything else to 4 digits."""
+    return f"{100 * v:.2f}%" if summary["metric"].endswith("accuracy") else f"{v:.4g}"
+
+
+def delta(summary: dict, d: float) -> str:
+    return f"{100 * d:+.2f} points" if summary["metric"].endswith("accuracy") else f"{d:+.3g}"
+
+
+def headline(summary: dict) -> str:
+    s = summary
+    what = s.get("arch") or s.get("model") or "model"
+    return (
+        f"{what} on {s.get('dataset')}, {s['quantizer']} p = {s['prune']} k = {s['k']}: {s['metric']} "
+        f"{value(s, s['source_value'])} → {value(s, s['value'])} ({delta(s, s['delta'])}); "
+        f"{s['file_bytes']:,} bytes against {s['dense_bytes']:,} dense float32: ψ {s['psi']:.4f}, "
+        f"{s['ratio']:.0f}x smaller (the compressed layers' weights alone: ψ {s['psi_weights']:.4f})"
+    )
+
+
+def layer_table(summary: dict) -> str:
+    """The per-layer table of one compression, with its headline."""
+    s = summary
+    lines = [
+        f"## {s.get('arch') or s.get('model')} on {s.get('dataset')} compressed ({s['source']})",
+        "",
+        headline(s) + ".",
+        "",
+        "| layer | shape | pruned | k (levels) | entropy (bits) | bits / non-zero | format | bytes | ψ | ψ sHAM formula "
+        f"| Δ {s['metric']}, this layer alone | time compressed / dense (ms) |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in s["layers"]:
+        times = (
+            f"{1e3 * row['time_compressed']:.3f} / {1e3 * row['time_dense']:.3f} ({row['time_rows']} rows)"
+            if "time_compressed" in row
+            else ""
+        )
+        kept = row["kept"] / max(1, _numel(row["shape"]))
+        lines.append(
+            f"| {row['name']} | {'×'.join(map(str, row['shape']))} | {100 * (1 - kept):.1f}% | {row['k']} ({row['levels']}) "
+            f"| {row['entropy']:.2f} | {row['bits_per_nonzero']:.1f} | {row['format']} | {row['bytes']:,} "
+            f"| {row['psi']:.4f} | {row['psi_paper']:.4f} | {delta(s, row['delta'])} | {times} |"
+        )
+    lines += [
+        "",
+        "ψ: the layer's stored bytes over its dense float32 bytes; the sHAM formula is the paper's closed form for "
+        "its own format at this size, density and k. The whole model's ψ counts every byte of the file (header, "
+        f"checksums, biases and normalizations included). The paper: {PAPER}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+class CompressionReport(TaskReport):
+    keys = ("metric", "value", "source_value", "delta", "psi", "ratio", "psi_weights", "quantizer", "prune", "k")
+
+    def section(self, dataset: str) -> str:
+        return f"{dataset}, compressed"
+
+    def rows(self, dataset: str) -> list[Row]:
+        return [
+            Row("source_value", "Metric of the source run", lambda v: f"{v:.4g}"),
+            Row("value", "Metric, compressed (from the file)", lambda v: f"{v:.4g}"),
+            Row("delta", "Change", lambda v: f"{v:+.4g}"),
+            Row("psi", "ψ (file bytes / dense float32 bytes)", lambda v: f"{v:.4f}"),
+            Row("ratio", "Compression ratio", lambda v: f"{v:.0f}x"),
+            Row("psi_weights", "ψ of the compressed layers' weights", lambda v: f"{v:.4f}"),
+            Row("file_bytes", "File bytes", lambda v: f"{v:,}"),
+        ]
+
+    def column(self, summary: dict) -> str:
+        what = summary.get("arch") or summary.get("model") or "model"
+        return f"{what} {summary['quantizer']} p={summary['prune']} k={summary['k']}"
+
+    def column_order(self, summary: dict):
+        return (summary["quantizer"], summary["prune"], summary["k"])
+
+
+def grid_table(points: list[dict]) -> str:
+    """One row per grid point, sorted by quantizer, then ψ."""
+    lines = [
+        "| quantizer | pruned | k | metric | Δ | ψ (file) | ratio | ψ (weights) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in sorted(points, key=lambda s: (s["quantizer"], s["psi"])):
+        lines.append(
+            f"| {s['quantizer']} | {s['prune']} | {s['k']} | {value(s, s['value'])} | {delta(s, s['delta'])} "
+            f"| {s['psi']:.4f} | {s['ratio']:.0f}x | {s['psi_weights']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_grid(points: list[dict], path: Path, title: str) -> None:
+    """The metric against ψ (log scale), one curve per quantizer (its points joined in ψ order),
+    the source run's value as a line."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
+    for quantizer in sorted({s["quantizer"] for s in points}):
+        mine = sorted((s for s in points if s["quantizer"] == quantizer), key=lambda s: s["psi"])
+        axes.plot([s["psi"] for s in mine], [s["value"] for s in mine], "o-", label=quantizer, markersize=4)
+    first = points[0]
+    axes.axhline(first["source_value"], color="gray", linestyle="--", label="uncompressed")
+    axes.set_xscale("log")
+    axes.set_xlabel("ψ = file bytes / dense float32 bytes")
+    axes.set_ylabel(first["metric"])
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
