@@ -108,11 +108,11 @@ def test_pruned_weights_stay_zero_through_sgd_with_momentum_and_weight_decay(gen
 
 
 def test_state_is_codebook_and_bias_parameters_and_code_and_mask_buffers(gen):
-    layer = SharedWeightLinear.from_module(_linear(gen), k=3)
+    layer = SharedWeightLinear.from_module(_linear(gen), k=3, sparsity=0.5)
     assert [name for name, _ in layer.named_parameters()] == ["codebook", "bias"]
-    assert [name for name, _ in layer.named_buffers()] == ["codes", "mask"]
-    other = SharedWeightLinear.from_module(_linear(gen), k=3)
-    other.load_state_dict(layer.state_dict())
+    assert list(layer.state_dict()) == ["codebook", "bias", "codes", "mask"]  # not the derived `kept`
+    other = SharedWeightLinear.from_module(_linear(gen), k=3, sparsity=0.9)
+    other.load_state_dict(layer.state_dict())  # another mask: the kept indices follow it
     assert torch.equal(other.weight, layer.weight) and torch.equal(other.bias, layer.bias)
     assert "k=3" in repr(layer) and "in_features=17" in repr(layer)
 

@@ -11,6 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
+from tests.conftest import fuzz_examples
+from tests.pipelines.tiny import tiny_config
 
 from latentops.cli import main
 from latentops.codecs import CorruptedFileError, prune_magnitude
@@ -19,9 +21,7 @@ from latentops.pipelines import checkpoint, run
 from latentops.pipelines.classifiers import ClassifierTask, ClassifyConfig
 from latentops.pipelines.compression import CompressConfig, compress, load_compressed, run_grid
 from latentops.pipelines.compression.config import parse_list, parse_per_layer
-from latentops.pipelines.compression.stages import PruneStage, ShareStage
-from tests.conftest import fuzz_examples
-from tests.pipelines.tiny import tiny_config
+from latentops.pipelines.compression.stages import ShareStage
 
 
 def _source(out, **overrides):
@@ -133,6 +133,10 @@ def test_the_file_reloads_to_the_same_predictions(compressed, mlp_run):
     assert torch.equal(got.argmax(1), expected.argmax(1))
     labels = task.dataset.test_set()[1]
     assert summary["value"] == pytest.approx(float((got.argmax(1) == labels).float().mean()))
+    paired = summary["paired_test"]  # McNemar's counts are the accuracy change, image by image
+    assert paired["images"] == len(labels) and 0 <= paired["p_value"] <= 1
+    change = (paired["only_compressed_right"] - paired["only_source_right"]) / paired["images"]
+    assert summary["delta"] == pytest.approx(change, abs=1e-6)
 
 
 def test_a_corrupted_file_is_refused_by_name(compressed, tmp_path):
@@ -143,10 +147,10 @@ def test_a_corrupted_file_is_refused_by_name(compressed, tmp_path):
         bad[position] ^= 0x10
         path = tmp_path / f"bad-{position}.lops"
         path.write_bytes(bytes(bad))
-        with pytest.raises(CorruptedFileError, match=f"bad-{position}.lops"):
+        with pytest.raises(CorruptedFileError, match=rf"bad-{position}\.lops"):
             load_compressed(path, torch.device("cpu"))
     (tmp_path / "short.lops").write_bytes(bytes(data[:100]))
-    with pytest.raises(CorruptedFileError, match="short.lops"):
+    with pytest.raises(CorruptedFileError, match=r"short\.lops"):
         load_compressed(tmp_path / "short.lops", torch.device("cpu"))
 
 
@@ -171,7 +175,7 @@ def test_an_autoencoder_run_is_judged_by_its_reconstruction(tmp_path):
     run(AutoencoderTask, tiny_config(run_dir, model="acai"))
     summary = compress(_config(run_dir, tmp_path / "c", steps=2, batch_size=8, prune=0.5))
     assert summary["metric"] == "test_mse" and summary["higher_is_better"] is False
-    assert "test_mse" in summary["evaluation"]
+    assert "test_mse" in summary["evaluation"] and summary["paired_test"] is None
     assert not any("critic" in row["name"] for row in summary["layers"])  # only the autoencoder's layers
 
 

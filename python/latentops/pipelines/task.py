@@ -51,9 +51,10 @@ class Task:
         self.config = config
 
     @classmethod
-    def main(cls, config) -> dict:
-        """What the task's subcommand does with its config: train one run with the runner. A
-        command made of several runs (compress: a fine-tuning run per stage) overrides it."""
+    def main(cls, config) -> dict | None:
+        """What the task's subcommand does with its config: train one run with the runner and
+        return its summary, which the CLI prints. A command made of several runs (compress: a
+        fine-tuning run per stage) overrides it (None: it printed what it has to say)."""
         from latentops.pipelines.runner import run
 
         return run(cls, config)

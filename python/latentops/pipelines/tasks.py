@@ -8,6 +8,8 @@ from latentops.pipelines.classifiers import ClassifierTask, DistillTask
 from latentops.pipelines.compression import CompressTask
 from latentops.pipelines.task import Task
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (AutoencoderTask, ClassifierTask, DistillTask, CompressTask)}
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (AutoencoderTask, ClassifierTask, DistillTask, CompressTask)
+}
 # Runs written before the summary named its task were all of this one.
 DEFAULT = AutoencoderTask.name

@@ -51,7 +51,9 @@ class _Classifier:
         None, check=COUNT, help="digits: train on the first N images of each class, test on all the others"
     )
     width: float | None = option(
-        None, check=POSITIVE, help="channels of the first stage (preact; wrn: its widening factor; mlp: units of both hidden layers)"
+        None,
+        check=POSITIVE,
+        help="channels of the first stage (preact; wrn: its widening factor; mlp: units of both hidden layers)",
     )
 
 

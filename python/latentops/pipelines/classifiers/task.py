@@ -171,6 +171,20 @@ class ClassifierTask(Task):
         return metrics
 
     @torch.no_grad()
+    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted class, label) of every test image, as evaluate scores them (eval mode; GEO:
+        the nearest class mean), on the CPU: what a paired test of two models compares."""
+        images, labels = self.dataset.test_set()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            outputs = self._outputs(images)
+            predicted = outputs.argmax(1) if self.geometry is None else self._nearest_class_mean(outputs)
+        finally:
+            self.model.train(was_training)
+        return predicted.cpu(), labels.cpu()
+
+    @torch.no_grad()
     def class_means(self) -> torch.Tensor:
         """GEO's classifier: the unit-normalized mean of each class's unit-normalized training
         outputs (up to 10,000 training images), (classes, outputs)."""

@@ -2,13 +2,12 @@
 codebooks (DIR/share), then encode every layer in every format keeping the smallest (DIR/model.lops),
 and judge the model loaded back from that file alone: the source task's evaluation, each layer's
 share of the loss and its time against the dense layer, the whole model's ψ. Writes DIR/metrics.json
-(a run of the task "compression" for `latentops report`) and DIR/report.md, and prints the table."""
+(a run of the task "compression" for `latentops report`) and DIR/report.md (the per-layer table)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import tempfile
 from pathlib import Path
 
@@ -93,6 +92,7 @@ def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: di
         source_summary = read_source(config.run)[2]
         source_task, source_training = load_source(config.run, device, batch_size=config.batch_size, seed=config.seed)
         source_value = _evaluate(source_task, Path(scratch), final=False)[metric]
+        paired = _paired_test(source_task, task) if hasattr(task, "test_predictions") else None
         layers = []
         for name, plan in stage.plans.items():
             compressed = model.get_submodule(name)
@@ -126,15 +126,32 @@ def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: di
         "ratio": dense_bytes / file_bytes,
         "psi_weights": sum(row["bytes"] for row in layers) / weights_dense,
         "kept": sum(row["kept"] for row in layers) / sum(math.prod(row["shape"]) for row in layers),
+        "paired_test": paired,
         "evaluation": evaluation,
         "fine_tuned": {stage_name: stage_summary.get(metric) for stage_name, stage_summary in fine_tuning.items()},
         "layers": layers,
         "file": FILE,
     }
-    text = layer_table(summary)
-    (point / REPORT).write_text(text)
-    print(text, file=sys.stderr if not config.progress else sys.stdout)
+    (point / REPORT).write_text(layer_table(summary))
     return summary
+
+
+def _paired_test(source, compressed) -> dict:
+    """McNemar's exact test of the two classifiers on the same test images: of the images exactly
+    one of them gets right, is the split further from even than chance would make it?"""
+    from scipy.stats import binomtest
+
+    before, labels = source.test_predictions()
+    after, _ = compressed.test_predictions()
+    right_before, right_after = before == labels, after == labels
+    only_source, only_compressed = int((right_before & ~right_after).sum()), int((~right_before & right_after).sum())
+    discordant = only_source + only_compressed
+    return {
+        "images": int(labels.numel()),
+        "only_source_right": only_source,
+        "only_compressed_right": only_compressed,
+        "p_value": binomtest(only_compressed, discordant, 0.5).pvalue if discordant else 1.0,
+    }
 
 
 def _evaluate(task, scratch: Path, final: bool = True) -> dict:

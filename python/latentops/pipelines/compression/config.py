@@ -85,7 +85,9 @@ class _Compression:
     """What `latentops compress` does to the trained model."""
 
     run: str = option(
-        metavar="RUN", positional=True, help="a finished `latentops classify`, `distill` or `train` run folder (its latest checkpoint)"
+        metavar="RUN",
+        positional=True,
+        help="a finished `latentops classify`, `distill` or `train` run folder (its latest checkpoint)",
     )
     prune: float = option(0.9, check=FRACTION, help="fraction of each layer's weights removed (the paper's p / 100)")
     quantizer: str = option("cws", choices=METHODS, help="weight sharing: k-means, probabilistic, uniform, ECSQ")
@@ -100,7 +102,9 @@ class _Compression:
     lam: float = option(
         0.02, check=POSITIVE, help="ECSQ's λ, in units of the layer's mean |w| over its kept weights (its rate weight)"
     )
-    lr: float | None = option(None, check=POSITIVE, help="fine-tuning rate (default: a tenth of the run's initial rate)")
+    lr: float | None = option(
+        None, check=POSITIVE, help="fine-tuning rate (default: a tenth of the run's initial rate)"
+    )
     time_batch: int = option(1, check=COUNT, help="rows of the input with which each layer is timed")
     grid: bool = option(
         False, help="sweep --grid-prune × --grid-k × --grid-quantizers (one run each) and plot accuracy against ψ"

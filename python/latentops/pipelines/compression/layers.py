@@ -22,7 +22,7 @@ class Plan:
 
 
 def _kind(module: nn.Module) -> str | None:
-    """"linear" or "conv2d" for a layer compress can handle (CompressedConv2d: groups 1, zero
+    """ "linear" or "conv2d" for a layer compress can handle (CompressedConv2d: groups 1, zero
     padding), else None."""
     if isinstance(module, nn.Linear):
         return "linear"
@@ -48,7 +48,9 @@ def plan_layers(model: nn.Module, trained: list[nn.Parameter], config: CompressC
         names = [part.strip() for part in spec.split(",")]
         unknown = [n for n in names if n not in candidates]
         if unknown:
-            raise ValueError(f"--layers: {unknown} are not layers compress can take; the model's are {list(candidates)}")
+            raise ValueError(
+                f"--layers: {unknown} are not layers compress can take; the model's are {list(candidates)}"
+            )
     if not names:
         raise ValueError(f"--layers {spec!r} selects no layer; the model's are {list(candidates)}")
     overrides = parse_per_layer(config.per_layer)

@@ -104,7 +104,7 @@ def load_compressed(path, device: torch.device, *, backend: str | None = None) -
             replace(model, name, layer.to(device))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise bad(f"layer {name!r} does not fit the model: {error}") from None
-    expected = {key for key in model.state_dict() if not key.rpartition(".")[0] in layers}
+    expected = {key for key in model.state_dict() if key.rpartition(".")[0] not in layers}
     if set(entries) != expected:
         missing, extra = sorted(expected - set(entries)), sorted(set(entries) - expected)
         raise bad(f"its tensors do not fit the model (missing {missing[:5]}, unexpected {extra[:5]})")

@@ -32,16 +32,26 @@ def headline(summary: dict) -> str:
     )
 
 
+def paired(summary: dict) -> str:
+    t = summary.get("paired_test")
+    if not t:
+        return ""
+    return (
+        f"Of the {t['images']} test images, {t['only_source_right']} are right only before compression and "
+        f"{t['only_compressed_right']} only after (McNemar's exact test: p = {t['p_value']:.3g})."
+    )
+
+
 def layer_table(summary: dict) -> str:
     """The per-layer table of one compression, with its headline."""
     s = summary
     lines = [
         f"## {s.get('arch') or s.get('model')} on {s.get('dataset')} compressed ({s['source']})",
         "",
-        headline(s) + ".",
+        f"{headline(s)}. {paired(s)}".rstrip(),
         "",
-        "| layer | shape | pruned | k (levels) | entropy (bits) | bits / non-zero | format | bytes | ψ | ψ sHAM formula "
-        f"| Δ {s['metric']}, this layer alone | time compressed / dense (ms) |",
+        "| layer | shape | pruned | k (levels) | entropy (bits) | bits / non-zero | format | bytes | ψ "
+        f"| ψ sHAM formula | Δ {s['metric']}, this layer alone | time compressed / dense (ms) |",
         "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in s["layers"]:
@@ -52,8 +62,9 @@ def layer_table(summary: dict) -> str:
         )
         kept = row["kept"] / max(1, _numel(row["shape"]))
         lines.append(
-            f"| {row['name']} | {'×'.join(map(str, row['shape']))} | {100 * (1 - kept):.1f}% | {row['k']} ({row['levels']}) "
-            f"| {row['entropy']:.2f} | {row['bits_per_nonzero']:.1f} | {row['format']} | {row['bytes']:,} "
+            f"| {row['name']} | {'×'.join(map(str, row['shape']))} | {100 * (1 - kept):.1f}% "
+            f"| {row['k']} ({row['levels']}) | {row['entropy']:.2f} | {row['bits_per_nonzero']:.1f} "
+            f"| {row['format']} | {row['bytes']:,} "
             f"| {row['psi']:.4f} | {row['psi_paper']:.4f} | {delta(s, row['delta'])} | {times} |"
         )
     lines += [

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from latentops.pipelines.compression.config import CompressConfig
 from latentops.pipelines.compression.report import CompressionReport
 from latentops.pipelines.options import validate
@@ -24,9 +26,14 @@ class CompressTask(Task):
     report = CompressionReport()
 
     @classmethod
-    def main(cls, config: CompressConfig) -> dict:
-        from latentops.pipelines.compression.compress import compress
-        from latentops.pipelines.compression.grid import run_grid
+    def main(cls, config: CompressConfig) -> None:
+        """Prints the per-layer table (--grid: the grid's table); the summary is in metrics.json."""
+        from latentops.pipelines.compression.compress import REPORT, compress
+        from latentops.pipelines.compression.grid import GRID_MD, run_grid
 
         validate(config)
-        return run_grid(config) if config.grid else compress(config)
+        if config.grid:
+            run_grid(config)
+        else:
+            compress(config)
+        print((Path(config.out) / (GRID_MD if config.grid else REPORT)).read_text())
