@@ -1,5 +1,6 @@
-# make run   set up .venv, build and install latentops, train a short lines benchmark (baseline,
-#            VQ-VAE, soft-VQ, ACAI) and print the report table (runs/lines-<host>/)
+# make run   set up .venv, build and install latentops, then benches/showcase.sh: the op table against
+#            the peers, a digits MLP compressed 100x+, and the Parseval-under-dropout experiment
+#            (about 6 minutes on a 2-core CPU; runs/main-<host>/report.md)
 # make bench the op benchmark table on this machine (benches/run.py)
 # make test  set up .venv, build and install latentops with its test extras, run the tests
 # make wheel build a wheel with CUDA kernels for every supported arch (see README)
@@ -13,13 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 WHEEL_ARCHS ?= 75-real;80-real;86-real;89-real;90a-real;100-real;120
 SOURCES := $(shell find csrc python kernels -type f \( -name '*.py' -o -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh' \)) CMakeLists.txt pyproject.toml
 
-# The short lines benchmark of `make run`: a few minutes on a 2-core CPU. Override on a GPU, e.g.
-# make run RUN_ARGS="--device cuda" RUN_STEPS=20000 RUN_BATCH=64
-RUN_MODELS ?= baseline vqvae softvq acai
-RUN_STEPS ?= 800
-RUN_BATCH ?= 16
-RUN_ARGS ?= --depth 8 --lr 3e-3 --threads 1
-RUN_DIR ?= runs/lines-$(shell hostname)
+RUN_DIR ?= runs/main-$(shell hostname)
 
 .PHONY: run bench test lint format install wheel clean
 
@@ -38,14 +33,7 @@ $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
 install: $(VENV)/.installed
 
 run: install
-	rm -rf $(RUN_DIR) && mkdir -p $(RUN_DIR)
-	for model in $(RUN_MODELS); do \
-		$(PY) -m latentops train --model $$model --dataset lines --steps $(RUN_STEPS) \
-			--batch-size $(RUN_BATCH) --eval-every $(RUN_STEPS) --log-every 50 --eval-pairs 128 \
-			--eval-images 512 --probe-images 2000 --kmeans-restarts 10 $(RUN_ARGS) \
-			--out $(RUN_DIR)/$$model > $(RUN_DIR)/$$model.log || { cat $(RUN_DIR)/$$model.log; exit 1; }; \
-	done
-	$(PY) -m latentops report $(addprefix $(RUN_DIR)/,$(RUN_MODELS)) --out $(RUN_DIR)
+	OUT=$(RUN_DIR) PY=$(PY) bash benches/showcase.sh
 
 bench: install
 	$(PY) benches/run.py --out runs/bench-$$(hostname).md

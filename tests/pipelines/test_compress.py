@@ -78,6 +78,10 @@ def test_the_command_compresses_evaluates_and_reports(mlp_run, tmp_path, capsys)
     capsys.readouterr()
     assert main(["report", str(out), "--out", str(tmp_path)]) == 0
     assert "mlp uq p=0.9 k=8" in (tmp_path / "report.md").read_text()
+    # The same compression with another seed: the report gives medians over seeds instead.
+    assert main([*argv, "--seed", "1", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "c1")]) == 0
+    assert main(["report", str(out), str(tmp_path / "c1"), "--out", str(tmp_path)]) == 0
+    assert "| mlp uq p=0.9 k=8 | 2 |" in (tmp_path / "report.md").read_text()
 
 
 def test_psi_is_the_files_bytes_over_the_dense_float32_bytes(compressed, mlp_run):
@@ -123,7 +127,8 @@ def test_the_file_reloads_to_the_same_predictions(compressed, mlp_run):
     out, summary = compressed
     stage = ShareStage(_config(mlp_run, out / "share", resume=True))
     training = stage.build(torch.device("cpu"))
-    checkpoint.load(checkpoint.latest(out / "share"), training.model, training.optimizers, torch.device("cpu"))
+    found = checkpoint.latest(out / "share")
+    checkpoint.load(found, training.model, training.optimizers, torch.device("cpu"), training.schedulers)
     task, model, metadata = load_compressed(out / "model.lops", torch.device("cpu"))
     assert isinstance(model.hidden[1], CompressedLinear) and metadata["task"] == "classifiers"
     images, _ = task.dataset.test_set()

@@ -70,7 +70,7 @@ def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: di
     # The fine-tuned model, its layers in shared-weight form, as the share stage left it.
     stage = ShareStage(dataclasses.replace(config, out=str(share_dir), resume=True))
     training = stage.build(device)
-    checkpoint.load(checkpoint.latest(share_dir), training.model, training.optimizers, device)
+    checkpoint.load(checkpoint.latest(share_dir), training.model, training.optimizers, device, training.schedulers)
     matrices, sizes, settings, stats = {}, {}, {}, {}
     for name, plan in stage.plans.items():
         module = stage.model.get_submodule(name)
@@ -115,6 +115,7 @@ def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: di
         "prune": config.prune,
         "scope": config.scope,
         "steps": config.steps,
+        "seed": config.seed,
         "metric": metric,
         "higher_is_better": higher,
         "source_value": source_value,
@@ -180,9 +181,9 @@ def _capture_inputs(model: nn.Module, names: list[str], rows: int) -> dict:
     return captured
 
 
-def _dense_twin(layer: nn.Module):
+def _dense_twin(layer: nn.Module, device: torch.device):
     """The same layer with its weight decoded to a dense float32 tensor: what it replaces."""
-    weight = decompress(layer.weight, device=layer.bias.device if layer.bias is not None else "cpu")
+    weight = decompress(layer.weight, device=device)
     if isinstance(layer, CompressedConv2d):
         weight = weight.reshape(layer.out_channels, layer.in_channels, *layer.kernel_size)
         return lambda x: F.conv2d(x, weight, layer.bias, layer.stride, layer.padding, layer.dilation)
@@ -192,7 +193,8 @@ def _dense_twin(layer: nn.Module):
 def _time(fn, x: torch.Tensor) -> float:
     """Median seconds of fn(x) (torch.utils.benchmark: warmed up, synchronized on CUDA)."""
     with torch.no_grad():
-        return benchmark.Timer("fn(x)", globals={"fn": fn, "x": x}).blocked_autorange(min_run_time=0.2).median
+        timer = benchmark.Timer("fn(x)", globals={"fn": fn, "x": x}, num_threads=torch.get_num_threads())
+        return timer.blocked_autorange(min_run_time=0.2).median
 
 
 def _layer_row(name, plan, layer, matrix, sizes, stats, x) -> dict:
@@ -219,6 +221,6 @@ def _layer_row(name, plan, layer, matrix, sizes, stats, x) -> dict:
     }
     if x is not None:
         row["time_compressed"] = _time(layer, x)
-        row["time_dense"] = _time(_dense_twin(layer), x)
+        row["time_dense"] = _time(_dense_twin(layer, x.device), x)
         row["time_rows"] = int(x.shape[0])
     return row

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from latentops.pipelines.task import Row, TaskReport
@@ -107,6 +108,38 @@ class CompressionReport(TaskReport):
 
     def column_order(self, summary: dict):
         return (summary["quantizer"], summary["prune"], summary["k"])
+
+    def aggregate(self, dataset: str, runs: list[dict], out) -> str | None:
+        """Compressions repeated with other seeds (same model, quantizer, p and k): one row each,
+        the medians and ranges over seeds, and every seed's McNemar p; None (a column per run)
+        when no compression is repeated."""
+        groups: dict[str, list[dict]] = {}
+        for run in runs:
+            groups.setdefault(self.column(run["summary"]), []).append(run["summary"])
+        if all(len(group) == 1 for group in groups.values()):
+            return None
+        first = runs[0]["summary"]
+        lines = [
+            f"| compression | seeds | {first['metric']} before | after, median [min, max] | change, median [min, max] "
+            "| ψ, median [min, max] | ratio | McNemar p per seed |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for name, group in groups.items():
+            s = group[0]
+            tests = ", ".join(f"{g['paired_test']['p_value']:.2g}" for g in group if g.get("paired_test"))
+            lines.append(
+                f"| {name} | {len(group)} | {value(s, statistics.median(g['source_value'] for g in group))} "
+                f"| {_spread([g['value'] for g in group], lambda v, s=s: value(s, v))} "
+                f"| {_spread([g['delta'] for g in group], lambda d, s=s: delta(s, d))} "
+                f"| {_spread([g['psi'] for g in group], lambda v: f'{v:.4f}')} "
+                f"| {statistics.median(g['ratio'] for g in group):.0f}x | {tests} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def _spread(values: list[float], fmt) -> str:
+    values = sorted(values)
+    return f"{fmt(statistics.median(values))} [{fmt(values[0])}, {fmt(values[-1])}]"
 
 
 def grid_table(points: list[dict]) -> str:

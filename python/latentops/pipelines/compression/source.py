@@ -24,7 +24,7 @@ HEADLINE = {
 def read_source(run_dir) -> tuple[type[Task], dict, dict]:
     """(task class, saved config, summary) of a finished run; ValueError / FileNotFoundError naming
     the folder or file at fault."""
-    from latentops.pipelines.tasks import TASKS
+    from latentops.pipelines.tasks import DEFAULT, TASKS
 
     run_dir = Path(run_dir)
     summary_path = run_dir / METRICS_JSON
@@ -34,7 +34,7 @@ def read_source(run_dir) -> tuple[type[Task], dict, dict]:
             "`train` run (finish it with --resume)"
         )
     summary = read_json_object(summary_path)
-    name = summary.get("task")
+    name = summary.get("task", DEFAULT)
     if name not in HEADLINE:
         raise ValueError(
             f"RUN {str(run_dir)!r} is a run of the task {name!r}; compress takes runs of {', '.join(HEADLINE)}"

@@ -66,15 +66,21 @@ class PruneStage(Task):
         return self.fine_tuning()
 
     def fine_tuning(self) -> Training:
-        """Fresh optimizers of the source's classes and settings at the fine-tuning rate, over the
-        model's current parameters, group by group."""
+        """Fresh optimizers of the source's classes and settings over the model's current
+        parameters, group by group, at the fine-tuning rate for the first half of the stage and a
+        tenth of it for the second (the last steps settle the weights: at a constant rate the test
+        accuracy of a digits conv net still moved by ±2 points from one evaluation to the next)."""
         source = self._source_training
         groups = regroup(self.model, self._module_groups, list(source.groups))
-        optimizers = {}
+        optimizers, schedulers = {}, {}
+        half = self.config.steps // 2
         for name, optimizer in source.optimizers.items():
             lr = self.config.lr if self.config.lr is not None else optimizer.defaults["lr"] / 10
             optimizers[name] = type(optimizer)(groups[name], **{**optimizer.defaults, "lr": lr})
-        return Training(self.model, groups, optimizers)
+            schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
+                optimizers[name], lambda step: 1.0 if step < half else 0.1
+            )
+        return Training(self.model, groups, optimizers, schedulers)
 
     def batch(self, step: int, rank: int, world: int):
         return self.source.batch(step, rank, world)
@@ -106,7 +112,7 @@ class ShareStage(PruneStage):
             if pruned is None:
                 raise FileNotFoundError(f"{str(folder.parent / PRUNE_DIR)!r} holds no finished pruning stage")
             pruning = super().fine_tuning()
-            checkpoint.load(pruned, self.model, pruning.optimizers, device)
+            checkpoint.load(pruned, self.model, pruning.optimizers, device, pruning.schedulers)
             self.install(None)
         return self.fine_tuning()
 
