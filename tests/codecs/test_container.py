@@ -90,6 +90,41 @@ def test_hostile_headers(gen, tmp_path, edit, message):
         load_file(path)
 
 
+def test_version_1_files_still_load(gen, tmp_path):
+    """Version 1 named each part's tensor and kept its whole SHA-256; version 2 keeps neither."""
+    from safetensors.torch import load as safetensors_load
+
+    from latentops.codecs.container import _sha256
+
+    _, entries = sample_entries(gen)
+    path = tmp_path / "model.lt"
+    save_file(entries, path)
+    stored = safetensors_load(path.read_bytes())
+
+    def reference(key: str) -> dict:
+        return {"tensor": key, "sha256": _sha256(stored[key])}
+
+    def to_version_1(header):
+        header["version"] = 1
+        for name, entry in header["entries"].items():
+            if entry["kind"] == "tensor":
+                entry.update(reference(name))
+            else:
+                entry["parts"] = {part: reference(f"{name}/{part}") for part in entry["parts"]}
+
+    rewrite_header(path, edit_latentops(to_version_1))
+    loaded, _ = load_file(path)
+    for name, value in entries.items():
+        got = loaded[name]
+        assert torch.equal(got, value) if isinstance(value, torch.Tensor) else torch.equal(got.decode(), value.decode())
+    # a version 1 digest is the whole SHA-256: a version 2 one in a version 1 file is refused
+    rewrite_header(
+        path, edit_latentops(lambda h: h["entries"]["layer.bias"].update(sha256=_sha256(stored["layer.bias"])[:32]))
+    )
+    with pytest.raises(CorruptedFileError, match=r"layer\.bias"):
+        load_file(path)
+
+
 def test_truncated_and_checksum(gen, tmp_path):
     _, entries = sample_entries(gen)
     path = tmp_path / "model.lt"

@@ -31,7 +31,7 @@ from latentops.pipelines.compression.model_file import (
 )
 from latentops.pipelines.compression.report import layer_table
 from latentops.pipelines.compression.source import HEADLINE, load_source, read_source
-from latentops.pipelines.compression.stages import PRUNE_DIR, PruneStage, ShareStage
+from latentops.pipelines.compression.stages import PRUNE_DIR, SHARED_LAYERS, PruneStage, ShareStage
 from latentops.pipelines.distributed import resolve_device
 from latentops.pipelines.run_folder import RunFolder
 from latentops.pipelines.runner import run
@@ -95,11 +95,14 @@ def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: di
         paired = _paired_test(source_task, task) if hasattr(task, "test_predictions") else None
         layers = []
         for name, plan in stage.plans.items():
-            compressed = model.get_submodule(name)
+            # Sensitivity (Deep Compression's per-layer analysis): the source with this layer
+            # alone pruned and quantized as the stages did, from its trained weights, not fine-tuned.
             original = source_task.model.get_submodule(name)
-            replace(source_task.model, name, compressed)
+            shared = stage.quantize(name, original.weight.detach())
+            replace(source_task.model, name, SHARED_LAYERS[plan.kind].from_module(original, shared))
             alone = _evaluate(source_task, Path(scratch), final=False)[metric]
             replace(source_task.model, name, original)
+            compressed = model.get_submodule(name)
             row = _layer_row(name, plan, compressed, matrices[name], sizes[name], stats[name], inputs.get(name))
             layers.append({**row, "delta": alone - source_value})
     dense_bytes = _dense_bytes(source_training.model)

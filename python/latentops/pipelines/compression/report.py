@@ -52,7 +52,7 @@ def layer_table(summary: dict) -> str:
         f"{headline(s)}. {paired(s)}".rstrip(),
         "",
         "| layer | shape | pruned | k (levels) | entropy (bits) | bits / non-zero | format | bytes | ψ "
-        f"| ψ sHAM formula | Δ {s['metric']}, this layer alone | time compressed / dense (ms) |",
+        f"| ψ sHAM formula | Δ {s['metric']}, this layer alone, not fine-tuned | time compressed / dense (ms) |",
         "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in s["layers"]:
@@ -72,7 +72,9 @@ def layer_table(summary: dict) -> str:
         "",
         "ψ: the layer's stored bytes over its dense float32 bytes; the sHAM formula is the paper's closed form for "
         "its own format at this size, density and k. The whole model's ψ counts every byte of the file (header, "
-        f"checksums, biases and normalizations included). The paper: {PAPER}.",
+        "checksums, biases and normalizations included). Δ alone: the source model with only this layer pruned and "
+        "quantized (same mask and quantizer, no fine-tuning), Deep Compression's per-layer sensitivity. Times: "
+        f"medians of the layer on its real input, compressed against its decoded dense twin. The paper: {PAPER}.",
         "",
     ]
     return "\n".join(lines)
