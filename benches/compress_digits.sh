@@ -16,10 +16,10 @@ OUT=${OUT:-runs/compress-digits}
 SEEDS=${SEEDS:-3}
 JOBS=${JOBS:-2}
 QUANTIZERS=(cws pws uq ecsq)
-COMMON="--dataset digits --threads 1 --no-progress --resume"
+COMMON="--threads 1 --no-progress --resume"
 declare -A SOURCE=(
-  [mlp]="--arch mlp --width 1024 --lr 0.02 --weight-decay 0 --steps 3000"
-  [conv]="--arch preact-small --width 128 --lr 0.05 --steps 600"
+  [mlp]="--dataset digits --arch mlp --width 1024 --lr 0.02 --weight-decay 0 --steps 3000"
+  [conv]="--dataset digits --arch preact-small --width 128 --lr 0.05 --steps 600"
 )
 # 99% of the big layers pruned; the first layer and the classifier head, small and sensitive, less.
 declare -A COMPRESS=(

@@ -1,6 +1,6 @@
 """The benchmark table: every latentops backend against what users run today, in one process.
 
-    python benches/run.py [--out FILE] [--quick] [--only PREFIX] [--rows FILE] [--skip FAMILY:BACKEND=WHY ...]
+    python benches/run.py [--out FILE] [--quick] [--only PREFIX,...] [--rows FILE] [--skip FAMILY:BACKEND=WHY ...]
 
 One module per op family (nearest_centroid.py, soft_quantize.py, graph.py, kmeans.py), one per
 pipeline cost (laplacian_regularizer.py), plus
@@ -71,7 +71,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--quick", action="store_true", help="smaller cases, shorter timings")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--only", help="run only the cases whose function name starts with this, e.g. graph")
+    parser.add_argument(
+        "--only", help="run only the cases whose function name starts with one of these (comma-separated), e.g. graph"
+    )
     parser.add_argument("--rows", type=Path, help="append every row to this JSON-lines file as it is measured")
     parser.add_argument(
         "--skip",
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
     cases = [
         fn(*case_args)
         for fn, case_args in plan(args.device, args.quick)
-        if not args.only or fn.__name__.startswith(args.only)
+        if not args.only or fn.__name__.startswith(tuple(args.only.split(",")))
     ]
     markdown = render(cases, name)
     print("\n" + markdown)

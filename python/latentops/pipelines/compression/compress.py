@@ -1,7 +1,7 @@
 """`latentops compress RUN ... --out DIR`: prune and fine-tune (DIR/prune), quantize and fine-tune the
 codebooks (DIR/share), then encode every layer in every format keeping the smallest (DIR/model.lops),
 and judge the model loaded back from that file alone: the source task's evaluation, each layer's
-share of the loss and its time against the dense layer, the whole model's ψ. Writes DIR/metrics.json
+sensitivity and its time against the dense layer, the whole model's ψ. Writes DIR/metrics.json
 (a run of the task "compression" for `latentops report`) and DIR/report.md (the per-layer table)."""
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def _dense_bytes(model: nn.Module) -> int:
 
 
 def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: dict) -> dict:
+    """Encode the share stage's model into point/FILE, then judge the model loaded from that file;
+    returns the summary (also written as point/REPORT's table)."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
@@ -71,54 +73,35 @@ def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: di
     stage = ShareStage(dataclasses.replace(config, out=str(share_dir), resume=True))
     training = stage.build(device)
     checkpoint.load(checkpoint.latest(share_dir), training.model, training.optimizers, device, training.schedulers)
-    matrices, sizes, settings, stats = {}, {}, {}, {}
-    for name, plan in stage.plans.items():
-        module = stage.model.get_submodule(name)
-        shared = module.shared_weights()
-        matrices[name], sizes[name] = encode_layer(shared)
-        settings[name] = layer_settings(module, plan)
-        stats[name] = {"kept": int(shared.mask.sum()), "entropy": shared.entropy()}
     path = point / FILE
-    save_compressed(path, stage.model, matrices, settings, stage.source)
+    matrices, sizes, stats = _encode(stage, path, config)
 
     # Everything below sees only the file.
     task, model, _ = load_compressed(path, device)
     metric, higher = HEADLINE[task.name]
-    inputs = _capture_inputs(model, list(settings), config.time_batch)
+    inputs = _capture_inputs(model, list(matrices), config.time_batch)
     with tempfile.TemporaryDirectory() as scratch:
         evaluation = _evaluate(task, Path(scratch))
         for hook in inputs.pop("hooks"):
             hook.remove()
-        source_summary = read_source(config.run)[2]
-        source_task, source_training = load_source(config.run, device, batch_size=config.batch_size, seed=config.seed)
-        source_value = _evaluate(source_task, Path(scratch), final=False)[metric]
-        paired = _paired_test(source_task, task) if hasattr(task, "test_predictions") else None
+        source, source_training = load_source(config.run, device, batch_size=config.batch_size, seed=config.seed)
+        source_value = _evaluate(source, Path(scratch), final=False)[metric]
+        paired = _paired_test(source, task) if hasattr(task, "test_predictions") else None
         layers = []
-        for name, plan in stage.plans.items():
-            # Sensitivity (Deep Compression's per-layer analysis): the source with this layer
-            # alone pruned and quantized as the stages did, from its trained weights, not fine-tuned.
-            original = source_task.model.get_submodule(name)
-            shared = stage.quantize(name, original.weight.detach())
-            replace(source_task.model, name, SHARED_LAYERS[plan.kind].from_module(original, shared))
-            alone = _evaluate(source_task, Path(scratch), final=False)[metric]
-            replace(source_task.model, name, original)
-            compressed = model.get_submodule(name)
-            row = _layer_row(name, plan, compressed, matrices[name], sizes[name], stats[name], inputs.get(name))
-            layers.append({**row, "delta": alone - source_value})
+        for name, plan in _bar(stage.plans.items(), "each layer's sensitivity and time", config):
+            row = _layer_row(name, plan, model.get_submodule(name), matrices[name], sizes[name], stats[name])
+            alone = _alone(stage, source, name, plan, Path(scratch))[metric]
+            layers.append({**row, "delta": alone - source_value, **_times(model.get_submodule(name), inputs.get(name))})
+    source_summary = read_source(config.run)[2]
     dense_bytes = _dense_bytes(source_training.model)
     file_bytes = path.stat().st_size
-    weights_dense = sum(4 * math.prod(row["shape"]) for row in layers)
+    weights = sum(math.prod(row["shape"]) for row in layers)
     summary = {
         "task": "compression",
-        **{key: source_summary.get(key) for key in ("arch", "model", "dataset", "variant") if key in source_summary},
+        **{key: source_summary[key] for key in ("arch", "model", "dataset", "variant") if key in source_summary},
         "source": str(config.run),
         "source_task": task.name,
-        "quantizer": config.quantizer,
-        "k": config.k,
-        "prune": config.prune,
-        "scope": config.scope,
-        "steps": config.steps,
-        "seed": config.seed,
+        **{key: getattr(config, key) for key in ("quantizer", "k", "prune", "scope", "steps", "seed")},
         "metric": metric,
         "higher_is_better": higher,
         "source_value": source_value,
@@ -128,16 +111,42 @@ def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: di
         "dense_bytes": dense_bytes,
         "psi": file_bytes / dense_bytes,
         "ratio": dense_bytes / file_bytes,
-        "psi_weights": sum(row["bytes"] for row in layers) / weights_dense,
-        "kept": sum(row["kept"] for row in layers) / sum(math.prod(row["shape"]) for row in layers),
+        "psi_weights": sum(row["bytes"] for row in layers) / (4 * weights),
+        "kept": sum(row["kept"] for row in layers) / weights,
         "paired_test": paired,
         "evaluation": evaluation,
-        "fine_tuned": {stage_name: stage_summary.get(metric) for stage_name, stage_summary in fine_tuning.items()},
+        "fine_tuned": {name: stage_summary.get(metric) for name, stage_summary in fine_tuning.items()},
         "layers": layers,
         "file": FILE,
     }
     (point / REPORT).write_text(layer_table(summary))
     return summary
+
+
+def _encode(stage: ShareStage, path: Path, config: CompressConfig) -> tuple[dict, dict, dict]:
+    """Every planned layer of the stage's model in its smallest format, saved with the rest of the
+    model to `path`; returns per layer the matrix, every format's bytes, and kept count and entropy."""
+    matrices, sizes, settings, stats = {}, {}, {}, {}
+    for name, plan in _bar(stage.plans.items(), "encoding every layer in every format", config):
+        module = stage.model.get_submodule(name)
+        shared = module.shared_weights()
+        matrices[name], sizes[name] = encode_layer(shared)
+        settings[name] = layer_settings(module, plan)
+        stats[name] = {"kept": int(shared.mask.sum()), "entropy": shared.entropy()}
+    save_compressed(path, stage.model, matrices, settings, stage.source)
+    return matrices, sizes, stats
+
+
+def _alone(stage: ShareStage, source, name: str, plan, scratch: Path) -> dict:
+    """Deep Compression's per-layer sensitivity: the source's evaluation with this layer alone
+    pruned and quantized as the stages did, from its trained weights, without fine-tuning."""
+    original = source.model.get_submodule(name)
+    shared = stage.quantize(name, original.weight.detach())
+    replace(source.model, name, SHARED_LAYERS[plan.kind].from_module(original, shared))
+    try:
+        return _evaluate(source, scratch, final=False)
+    finally:
+        replace(source.model, name, original)
 
 
 def _paired_test(source, compressed) -> dict:
@@ -156,6 +165,12 @@ def _paired_test(source, compressed) -> dict:
         "only_compressed_right": only_compressed,
         "p_value": binomtest(only_compressed, discordant, 0.5).pvalue if discordant else 1.0,
     }
+
+
+def _bar(items, what: str, config: CompressConfig):
+    from tqdm.auto import tqdm
+
+    return tqdm(list(items), desc=what, unit="layer", disable=not config.progress)
 
 
 def _evaluate(task, scratch: Path, final: bool = True) -> dict:
@@ -200,19 +215,18 @@ def _time(fn, x: torch.Tensor) -> float:
         return timer.blocked_autorange(min_run_time=0.2).median
 
 
-def _layer_row(name, plan, layer, matrix, sizes, stats, x) -> dict:
-    """A row of the per-layer table: the layer (as loaded from the file), its stored matrix."""
-    kept = stats["kept"]
-    row = {
+def _layer_row(name, plan, layer, matrix, sizes, stats) -> dict:
+    """A row of the per-layer table: the layer (as loaded from the file) and its stored matrix."""
+    kept, levels = stats["kept"], int(layer.weight.parts["codebook"].numel())
+    shape = [layer.out_channels, layer.in_channels, *layer.kernel_size] if plan.kind == "conv2d" else matrix.shape
+    return {
         "name": name,
         "kind": plan.kind,
-        "shape": [layer.out_channels, layer.in_channels, *layer.kernel_size]
-        if plan.kind == "conv2d"
-        else list(matrix.shape),
+        "shape": list(shape),
         "prune": plan.prune,
         "k": plan.k,
         "kept": kept,
-        "levels": int(layer.weight.parts["codebook"].numel()),
+        "levels": levels,
         "entropy": stats["entropy"],
         "format": matrix.format,
         "bytes": matrix.nbytes,
@@ -220,10 +234,16 @@ def _layer_row(name, plan, layer, matrix, sizes, stats, x) -> dict:
         "bits_per_nonzero": 8 * matrix.nbytes / max(kept, 1),
         "psi": matrix.psi,
         # sHAM's closed form (the paper's ψ of its own format) for this layer's size, non-zeros and levels
-        "psi_paper": sham_paper_psi(matrix.shape, kept, int(layer.weight.parts["codebook"].numel())),
+        "psi_paper": sham_paper_psi(matrix.shape, kept, levels),
     }
-    if x is not None:
-        row["time_compressed"] = _time(layer, x)
-        row["time_dense"] = _time(_dense_twin(layer, x.device), x)
-        row["time_rows"] = int(x.shape[0])
-    return row
+
+
+def _times(layer: nn.Module, x: torch.Tensor | None) -> dict:
+    """The layer's median time on its captured input, and its decoded dense twin's."""
+    if x is None:
+        return {}
+    return {
+        "time_compressed": _time(layer, x),
+        "time_dense": _time(_dense_twin(layer, x.device), x),
+        "time_rows": int(x.shape[0]),
+    }
