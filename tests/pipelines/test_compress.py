@@ -159,6 +159,25 @@ def test_a_corrupted_file_is_refused_by_name(compressed, tmp_path):
         load_compressed(tmp_path / "short.lops", torch.device("cpu"))
 
 
+def test_a_codecs_file_that_is_no_compressed_model_is_refused_by_name(compressed, tmp_path):
+    from latentops.codecs import load_file, save_file
+
+    out, _ = compressed
+    entries, metadata = load_file(out / "model.lops")
+    save_file(entries, tmp_path / "plain.lops")  # no metadata: not from compress
+    with pytest.raises(CorruptedFileError, match=r"plain\.lops.*not a file of `latentops compress`"):
+        load_compressed(tmp_path / "plain.lops", torch.device("cpu"))
+    entries.pop("hidden.1.bias")
+    save_file(entries, tmp_path / "short.lops", metadata)
+    with pytest.raises(CorruptedFileError, match=r"short\.lops: layer 'hidden\.1': its bias is missing"):
+        load_compressed(tmp_path / "short.lops", torch.device("cpu"))
+    entries, _ = load_file(out / "model.lops")
+    entries["hidden.1.weight"] = entries["head.weight"]  # a matrix of another layer's shape
+    save_file(entries, tmp_path / "swapped.lops", metadata)
+    with pytest.raises(CorruptedFileError, match=r"swapped\.lops.*hidden\.1"):
+        load_compressed(tmp_path / "swapped.lops", torch.device("cpu"))
+
+
 def test_a_conv_net_globally_pruned_with_per_layer_overrides(conv_run, tmp_path):
     options = dict(scope="global", prune=0.7, per_layer="linear=/2", quantizer="ecsq", steps=2)
     summary = compress(_config(conv_run, tmp_path / "c", **options))

@@ -38,7 +38,7 @@ def encode_layer(shared: SharedWeights) -> tuple[CompressedMatrix, dict[str, int
 
 
 def layer_settings(module: nn.Module, plan: Plan) -> dict:
-    settings = {"kind": plan.kind, "shape": list(module.codes.shape)}
+    settings = {"kind": plan.kind, "shape": list(module.codes.shape), "bias": module.bias is not None}
     if plan.kind == "conv2d":
         settings.update({name: getattr(module, name) for name in _CONV_SETTINGS})
     return settings
@@ -94,6 +94,8 @@ def load_compressed(path, device: torch.device, *, backend: str | None = None) -
         bias = entries.pop(f"{name}.bias", None)
         if not isinstance(matrix, CompressedMatrix) or not isinstance(settings, dict):
             raise bad(f"layer {name!r} has no compressed weight")
+        if "bias" in settings and (bias is not None) != settings["bias"]:  # files of 2026-12-01 before noon lack it
+            raise bad(f"layer {name!r}: its bias is {'missing' if bias is None else 'unexpected'}")
         try:
             matrix = _as_hcsr(name, matrix)
             if settings.get("kind") == "conv2d":
