@@ -94,7 +94,7 @@ def load_compressed(path, device: torch.device, *, backend: str | None = None) -
         bias = entries.pop(f"{name}.bias", None)
         if not isinstance(matrix, CompressedMatrix) or not isinstance(settings, dict):
             raise bad(f"layer {name!r} has no compressed weight")
-        if "bias" in settings and (bias is not None) != settings["bias"]:  # files of 2026-12-01 before noon lack it
+        if "bias" in settings and (bias is not None) != settings["bias"]:  # (the first files lacked the key)
             raise bad(f"layer {name!r}: its bias is {'missing' if bias is None else 'unexpected'}")
         try:
             matrix = _as_hcsr(name, matrix)

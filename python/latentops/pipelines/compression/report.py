@@ -121,18 +121,23 @@ class CompressionReport(TaskReport):
         if all(len(group) == 1 for group in groups.values()):
             return None
         first = runs[0]["summary"]
+        percent = first["metric"].endswith("accuracy")
+        scale, units = (100, (" (%)", " (points)")) if percent else (1, ("", ""))
+
+        def number(v: float, sign: str = "") -> str:
+            return f"{scale * v:{sign}.2f}" if percent else f"{v:{sign}.4g}"
+
         lines = [
-            f"| compression | seeds | {first['metric']} before | after, median [min, max] | change, median [min, max] "
-            "| ψ, median [min, max] | ratio | McNemar p per seed |",
+            f"| compression | seeds | {first['metric']} before{units[0]} | after, median [min, max]{units[0]} "
+            f"| change, median [min, max]{units[1]} | ψ, median [min, max] | ratio | McNemar p per seed |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for name, group in groups.items():
-            s = group[0]
             tests = ", ".join(f"{g['paired_test']['p_value']:.2g}" for g in group if g.get("paired_test"))
             lines.append(
-                f"| {name} | {len(group)} | {value(s, statistics.median(g['source_value'] for g in group))} "
-                f"| {_spread([g['value'] for g in group], lambda v, s=s: value(s, v))} "
-                f"| {_spread([g['delta'] for g in group], lambda d, s=s: delta(s, d))} "
+                f"| {name} | {len(group)} | {number(statistics.median(g['source_value'] for g in group))} "
+                f"| {_spread([g['value'] for g in group], number)} "
+                f"| {_spread([g['delta'] for g in group], lambda d: number(d, '+'))} "
                 f"| {_spread([g['psi'] for g in group], lambda v: f'{v:.4f}')} "
                 f"| {statistics.median(g['ratio'] for g in group):.0f}x | {tests} |"
             )
