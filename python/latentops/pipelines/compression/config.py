@@ -103,7 +103,9 @@ class _Compression:
         0.02, check=POSITIVE, help="ECSQ's λ, in units of the layer's mean |w| over its kept weights (its rate weight)"
     )
     lr: float | None = option(
-        None, check=POSITIVE, help="fine-tuning rate (default: a tenth of the run's initial rate)"
+        None,
+        check=POSITIVE,
+        help="fine-tuning rate, a tenth of it in each stage's second half (default: a tenth of the run's rate)",
     )
     time_batch: int = option(1, check=COUNT, help="rows of the input with which each layer is timed")
     grid: bool = option(

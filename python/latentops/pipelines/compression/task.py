@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from latentops.pipelines.compression.config import CompressConfig
@@ -32,6 +33,8 @@ class CompressTask(Task):
         from latentops.pipelines.compression.grid import GRID_MD, run_grid
 
         validate(config)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("compress runs in one process: start it without torchrun")
         if config.grid:
             run_grid(config)
         else:
