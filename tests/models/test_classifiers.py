@@ -22,6 +22,7 @@ SMALL = {
     "preact": {"blocks": (1, 1, 1), "width": 4},
     "preact-small": {},
     "wrn": {"depth": 10, "width": 0.25},
+    "vgg": {"convs": (1, 2), "width": 3, "hidden": 8},
 }
 
 
@@ -169,3 +170,10 @@ def test_parseval_step_on_conv_weights():
 def test_bad_arguments_are_named(call, word):
     with pytest.raises((ValueError, TypeError), match=word):
         call()
+
+
+def test_vgg19_has_the_fully_connected_layers_of_shams_experiments():
+    model = build_classifier("vgg19", CIFAR, 10)
+    shapes = [tuple(layer.weight.shape) for layer in (*model.hidden, model.head)]
+    assert shapes == [(4096, 512), (4096, 4096), (10, 4096)]  # the three layers sHAM compresses
+    assert [t.shape[1] for t in model.taps(torch.randn(1, *CIFAR))[1]] == [64, 128, 256, 512, 512, 4096, 4096]

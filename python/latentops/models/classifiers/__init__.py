@@ -13,6 +13,7 @@ from latentops.models.classifiers.base import Classifier
 from latentops.models.classifiers.mlp import MLP
 from latentops.models.classifiers.parseval import parseval_step
 from latentops.models.classifiers.preact import PreActResNet, PreActResNet18, PreActResNetSmall
+from latentops.models.classifiers.vgg import VGG, VGG19
 from latentops.models.classifiers.wrn import WideResNet, WRN28x05, WRN28x1
 
 CLASSIFIERS: dict[str, type[Classifier]] = {
@@ -23,6 +24,8 @@ CLASSIFIERS: dict[str, type[Classifier]] = {
     "wrn": WideResNet,
     "wrn-28-1": WRN28x1,
     "wrn-28-0.5": WRN28x05,
+    "vgg": VGG,
+    "vgg19": VGG19,
 }
 
 
@@ -49,6 +52,8 @@ __all__ = [
     "PreActResNet",
     "PreActResNet18",
     "PreActResNetSmall",
+    "VGG",
+    "VGG19",
     "WRN28x05",
     "WRN28x1",
     "WideResNet",
