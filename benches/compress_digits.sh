@@ -6,7 +6,7 @@
 # source on the same test images); then a grid of fractions pruned × codebook sizes on the MLP,
 # every quantizer, plotted as accuracy against ψ.
 #
-#   bash benches/compress_digits.sh      (OUT=runs/compress-digits SEEDS=3 JOBS=2)
+#   bash benches/compress_digits.sh      (OUT=runs/compress-digits SEEDS=3 CONV_SEEDS=2 JOBS=2)
 #
 # Finished runs are kept: running it again continues where it stopped.
 set -euo pipefail
@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/compress-digits}
 SEEDS=${SEEDS:-3}
+CONV_SEEDS=${CONV_SEEDS:-2}  # a conv compression takes ~8 minutes here, an MLP one ~1.5
 JOBS=${JOBS:-2}
 QUANTIZERS=(cws pws uq ecsq)
 COMMON="--threads 1 --no-progress --resume"
@@ -24,7 +25,7 @@ declare -A SOURCE=(
 # 99% of the big layers pruned; the first layer and the classifier head, small and sensitive, less.
 declare -A COMPRESS=(
   [mlp]="--prune 0.99 --per-layer hidden.0=0.95,head=0.9 --k 32 --steps 1000 --lr 0.02"
-  [conv]="--prune 0.99 --per-layer conv1=0.5,linear=0.9 --k 32 --steps 300 --lr 0.01"
+  [conv]="--prune 0.99 --per-layer conv1=0.5,linear=0.9 --k 32 --steps 600 --lr 0.02"
 )
 
 mkdir -p "$OUT"
@@ -33,9 +34,10 @@ for model in mlp conv; do
 done | xargs -P "$JOBS" -I{} bash -c "{}"
 
 runs=()
+declare -A MODEL_SEEDS=([mlp]=$SEEDS [conv]=$CONV_SEEDS)
 for model in mlp conv; do
   for quantizer in "${QUANTIZERS[@]}"; do
-    for seed in $(seq 0 $((SEEDS - 1))); do runs+=("$OUT/$model-$quantizer-$seed"); done
+    for seed in $(seq 0 $((MODEL_SEEDS[$model] - 1))); do runs+=("$OUT/$model-$quantizer-$seed"); done
   done
 done
 for run in "${runs[@]}"; do  # (a pipeline's loop runs in a subshell: runs is filled above)
@@ -47,7 +49,7 @@ done | xargs -P "$JOBS" -I{} bash -c "{}"
 $PY -m latentops report "${runs[@]}" --out "$OUT"
 
 # The grid, one process per pair of quantizers (each prunes for itself), then one plot of all four.
-GRID="--grid-prune 0.9,0.95,0.98,0.99 --grid-k 2,32,128,1024 --steps 300 --lr 0.02"
+GRID="--grid-prune 0.9,0.95,0.98,0.99 --grid-k 2,32,128,1024 --steps 200 --lr 0.02"
 for pair in cws,pws uq,ecsq; do
   echo "$PY -m latentops compress $OUT/mlp --grid $GRID --grid-quantizers $pair $COMMON --out $OUT/grid-$pair > $OUT/grid-$pair.log 2>&1"
 done | xargs -P "$JOBS" -I{} bash -c "{}"
