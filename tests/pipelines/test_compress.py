@@ -121,6 +121,10 @@ def test_codebook_gradient_is_the_grouped_sum_in_the_share_stage(compressed, mlp
     )  # fmt: skip
     torch.testing.assert_close(layer.codebook.grad, expected, rtol=1e-5, atol=1e-6)
     assert any(p is layer.codebook for p in training.groups["classifier"])
+    # it steps at --lr over its weights per codeword: the summed gradient at --lr moves it too far
+    (group,) = [g for g in training.optimizers["classifier"].param_groups if g["params"][0] is layer.codebook]
+    lr = config.lr if config.lr is not None else 0.1 / 10  # a tenth of the source's rate
+    assert group["lr"] == pytest.approx(lr * layer.codebook.numel() / int(layer.mask.sum()))
 
 
 def test_the_file_reloads_to_the_same_predictions(compressed, mlp_run):
