@@ -71,12 +71,15 @@ def _as_hcsr(name: str, matrix: CompressedMatrix) -> HcsrMatrix:
     return encode_hcsr(full, mask, codebook if codebook.numel() else torch.zeros(1))
 
 
-def load_compressed(path, device: torch.device, *, backend: str | None = None) -> tuple[Task, nn.Module, dict]:
-    """(the source task, its model with compressed layers, the file's metadata) from a FILE;
-    CorruptedFileError naming the file and what is wrong."""
+def load_compressed(
+    path, device: torch.device | str = "cpu", *, backend: str | None = None
+) -> tuple[Task, nn.Module, dict]:
+    """(the source task, its model with compressed layers in eval mode, the file's metadata) from a
+    FILE, the layers' kernels chosen by `backend` (None: compressed_linear's default); a
+    CorruptedFileError names the file and what is wrong."""
     from latentops.pipelines.tasks import TASKS
 
-    path = Path(path)
+    path, device = Path(path), torch.device(device)
     entries, metadata = load_file(path)  # checksums, header and every matrix validated
 
     def bad(what: str) -> CorruptedFileError:
