@@ -112,7 +112,8 @@ def test_geometry_targets_train_a_nearest_class_mean_classifier(tmp_path):
 @pytest.mark.parametrize(
     "overrides, flag",
     [
-        (dict(width=8.0), "--width"),  # the MLP has no width option
+        (dict(width=8.5), "--width"),  # the MLP's hidden layers take whole units
+        (dict(arch="preact18", width=8.0), "--width"),  # PreActResNet18 has no width option
         (dict(lr_milestones="0.5,0.2"), "--lr-milestones"),
         (dict(lr_milestones="1.5"), "--lr-milestones"),
         (dict(smoothness=-1.0), "--smoothness"),
@@ -126,7 +127,7 @@ def test_bad_options_are_named(tmp_path, overrides, flag):
 
 
 def test_the_command_names_a_bad_option_in_one_line(tmp_path, capsys):
-    assert main(["classify", "--arch", "mlp", "--width", "8", "--out", str(tmp_path / "w")]) == 2
+    assert main(["classify", "--arch", "preact18", "--width", "8", "--out", str(tmp_path / "w")]) == 2
     assert "--width" in capsys.readouterr().err
 
 

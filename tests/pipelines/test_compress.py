@@ -176,9 +176,14 @@ def test_a_codecs_file_that_is_no_compressed_model_is_refused_by_name(compressed
     with pytest.raises(CorruptedFileError, match=r"short\.lops: layer 'hidden\.1': its bias is missing"):
         load_compressed(tmp_path / "short.lops", torch.device("cpu"))
     entries, _ = load_file(out / "model.lops")
+    entries["hidden.0.bias"] = entries["hidden.0.bias"].double()  # load_state_dict would cast it back
+    save_file(entries, tmp_path / "double.lops", metadata)
+    with pytest.raises(CorruptedFileError, match=r"double\.lops: layer 'hidden\.0': its bias is torch\.float64"):
+        load_compressed(tmp_path / "double.lops", torch.device("cpu"))
+    entries, _ = load_file(out / "model.lops")
     entries["hidden.1.weight"] = entries["head.weight"]  # a matrix of another layer's shape
     save_file(entries, tmp_path / "swapped.lops", metadata)
-    with pytest.raises(CorruptedFileError, match=r"swapped\.lops.*hidden\.1"):
+    with pytest.raises(CorruptedFileError, match=r"swapped\.lops: layer 'hidden\.1': a \(10, 24\) matrix"):
         load_compressed(tmp_path / "swapped.lops", torch.device("cpu"))
 
 
@@ -241,6 +246,8 @@ def test_the_grid_shares_each_pruning_and_plots_every_quantizer(mlp_run, tmp_pat
     with pytest.raises(FileExistsError):
         run_grid(config)
     assert run_grid(dataclasses.replace(config, resume=True))["points"] == 8  # done points are read back
+    with pytest.raises(ValueError, match="--lr"):  # but not those made with other settings
+        run_grid(dataclasses.replace(config, resume=True, lr=0.5))
 
 
 @pytest.mark.parametrize(
@@ -261,11 +268,24 @@ def test_bad_options_are_named(mlp_run, tmp_path, capsys, options, match):
     assert match in capsys.readouterr().err
 
 
-def test_a_folder_that_is_no_finished_run_is_named(compressed, tmp_path, capsys):
+def test_a_folder_that_is_no_finished_run_is_named(compressed, mlp_run, tmp_path, capsys):
     out, _ = compressed
     for source, match in ((tmp_path, "no metrics.json"), (out, "task 'compression'")):
         assert main(["compress", str(source), "--device", "cpu", "--out", str(tmp_path / "c")]) == 2
         assert match in capsys.readouterr().err
+    assert main(["compress", str(mlp_run), "--out", str(mlp_run)]) == 2
+    assert "is RUN itself" in capsys.readouterr().err
+
+
+def test_parseval_convs_are_left_dense():
+    """ParsevalConv2d scales its weight in forward, which a shared or compressed layer would drop."""
+    from latentops.models.classifiers import build_classifier
+    from latentops.pipelines.compression.layers import plan_layers
+
+    model = build_classifier("preact-small", (1, 8, 8), 10, parseval=True)
+    plans = plan_layers(model, list(model.parameters()), _config("unused", "unused"))
+    assert plans and all(type(model.get_submodule(name)) in (torch.nn.Linear, torch.nn.Conv2d) for name in plans)
+    assert any(type(m).__name__ == "ParsevalConv2d" for m in model.modules())
 
 
 @given(

@@ -4,7 +4,7 @@ tensors (biases, batch-norm statistics), in one safetensors file. No pickle.
 Layout: a matrix entry `name` stores each part as the tensor "name/part"; a plain tensor is stored
 under its own name. The safetensors header's __metadata__ holds one key, "latentops", whose value is
 JSON: {"version": 2, "metadata": <the caller's dict>, "entries": {name: {"kind": "matrix", "format",
-"shape", "meta", "parts": {part: digest}} or {"kind": "tensor", "sha256": digest}}}. A digest is the
+"shape", "meta", "parts": {part: digest}} or {"kind": "tensor", "digest": digest}}}. A digest is the
 first 128 bits of the SHA-256 of the stored tensor's bytes, in hex: plenty to catch corruption, and
 half the header of a small model's file (version 1, which this reader still takes, spelled out each
 tensor's name and its whole SHA-256: 150 header bytes a tensor, 18 KB of a 52 KB conv net's file).
@@ -80,7 +80,7 @@ def save_file(
                 kind="matrix", format=value.format, shape=list(value.shape), meta=value.meta, parts=parts
             )
         elif isinstance(value, torch.Tensor):
-            entries[name] = dict(kind="tensor", sha256=put(name, value, name))
+            entries[name] = dict(kind="tensor", digest=put(name, value, name))
         else:
             raise TypeError(f"entry {name!r} must be a CompressedMatrix or a tensor, got {type(value).__name__}")
     header = json.dumps(dict(version=VERSION, metadata=metadata or {}, entries=entries))
@@ -147,7 +147,7 @@ def _load(data: bytes):
         if not isinstance(entry, dict):
             raise CorruptedFileError(f"entry {name!r}: must be a JSON object")
         if entry.get("kind") == "tensor":
-            out[name] = take(name, entry if version == 1 else entry.get("sha256"), name)
+            out[name] = take(name, entry if version == 1 else entry.get("digest"), name)
         elif entry.get("kind") == "matrix":
             out[name] = _matrix(name, entry, take)
         else:

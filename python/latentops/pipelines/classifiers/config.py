@@ -53,7 +53,8 @@ class _Classifier:
     width: float | None = option(
         None,
         check=POSITIVE,
-        help="channels of the first stage (preact; wrn: its widening factor; mlp: units of both hidden layers)",
+        help="channels of the first stage (preact, preact-small, vgg; wrn: its widening factor; mlp: units of "
+        "both hidden layers)",
     )
 
 

@@ -76,7 +76,10 @@ class ClassifierTask(Task):
                 raise ValueError(f"--epochs needs a finite dataset; {self.dataset.name!r} is a stream: give --steps")
             config.steps = max(1, math.ceil(config.epochs * len(self.dataset.train_labels) / config.batch_size))
         if config.width is not None and not _takes(config.arch, "width"):
-            raise ValueError(f"--width: the classifier {config.arch!r} has no width option (mlp, preact and wrn have)")
+            takes = ", ".join(name for name in CLASSIFIERS if _takes(name, "width"))
+            raise ValueError(f"--width: the classifier {config.arch!r} has no width option ({takes} have)")
+        if config.width is not None and config.arch != "wrn" and config.width != int(config.width):
+            raise ValueError(f"--width: {config.arch!r} takes a whole number of channels or units, got {config.width}")
         classes = self.dataset.num_classes
         # The authors' graph: cosine similarities of a tap's (flattened) outputs over the whole
         # batch, L = D − W, Y one-hot.

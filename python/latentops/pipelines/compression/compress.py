@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils import benchmark
 
 from latentops.codecs import sham_paper_psi
 from latentops.nn import CompressedConv2d
@@ -79,10 +78,10 @@ def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: di
     # Everything below sees only the file.
     task, model, _ = load_compressed(path, device)
     metric, higher = HEADLINE[task.name]
-    inputs = _capture_inputs(model, list(matrices), config.time_batch)
+    inputs, hooks = _capture_inputs(model, list(matrices), config.time_batch)
     with tempfile.TemporaryDirectory() as scratch:
         evaluation = _evaluate(task, Path(scratch))
-        for hook in inputs.pop("hooks"):
+        for hook in hooks:
             hook.remove()
         source, source_training = load_source(config.run, device, batch_size=config.batch_size, seed=config.seed)
         source_value = _evaluate(source, Path(scratch), final=False)[metric]
@@ -101,7 +100,9 @@ def finish(config: CompressConfig, point: Path, share_dir: Path, fine_tuning: di
         **{key: source_summary[key] for key in ("arch", "model", "dataset", "variant") if key in source_summary},
         "source": str(config.run),
         "source_task": task.name,
-        **{key: getattr(config, key) for key in ("quantizer", "k", "prune", "scope", "steps", "seed")},
+        **{key: getattr(config, key) for key in ("quantizer", "k", "prune", "scope", "per_layer")},
+        "compressed_layers": config.layers,  # --layers ("layers" is the per-layer table)
+        **{key: getattr(config, key) for key in ("lam", "lr", "steps", "seed")},
         "metric": metric,
         "higher_is_better": higher,
         "source_value": source_value,
@@ -182,10 +183,10 @@ def _evaluate(task, scratch: Path, final: bool = True) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def _capture_inputs(model: nn.Module, names: list[str], rows: int) -> dict:
+def _capture_inputs(model: nn.Module, names: list[str], rows: int) -> tuple[dict, list]:
     """A forward pre-hook per layer keeping the first `rows` rows of the first input it sees (the
-    layer's real input, for timing it)."""
-    captured: dict = {"hooks": []}
+    layer's real input, for timing it): (layer name → input, filled as the model runs; the hooks)."""
+    captured: dict[str, torch.Tensor] = {}
 
     def keeper(name):
         def hook(module, args):
@@ -194,9 +195,7 @@ def _capture_inputs(model: nn.Module, names: list[str], rows: int) -> dict:
 
         return hook
 
-    for name in names:
-        captured["hooks"].append(model.get_submodule(name).register_forward_pre_hook(keeper(name)))
-    return captured
+    return captured, [model.get_submodule(name).register_forward_pre_hook(keeper(name)) for name in names]
 
 
 def _dense_twin(layer: nn.Module, device: torch.device):
@@ -210,6 +209,8 @@ def _dense_twin(layer: nn.Module, device: torch.device):
 
 def _time(fn, x: torch.Tensor) -> float:
     """Median seconds of fn(x) (torch.utils.benchmark: warmed up, synchronized on CUDA)."""
+    from torch.utils import benchmark  # ~0.3 s to import: not for every `latentops` command
+
     with torch.no_grad():
         timer = benchmark.Timer("fn(x)", globals={"fn": fn, "x": x}, num_threads=torch.get_num_threads())
         return timer.blocked_autorange(min_run_time=0.2).median

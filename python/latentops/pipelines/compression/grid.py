@@ -13,7 +13,8 @@ from latentops.pipelines import checkpoint
 from latentops.pipelines.compression.compress import compress
 from latentops.pipelines.compression.config import CompressConfig, _is_fraction, _is_levels, parse_list
 from latentops.pipelines.compression.report import grid_table, headline, plot_grid
-from latentops.pipelines.run_folder import METRICS_JSON, read_json_object
+from latentops.pipelines.options import flag
+from latentops.pipelines.run_folder import CONFIG_JSON, METRICS_JSON, read_json_object
 
 GRID_JSON, GRID_MD, GRID_PNG = "grid.json", "grid.md", "grid.png"
 
@@ -34,6 +35,21 @@ def best_points(points: list[dict]) -> dict[str, dict]:
     return best
 
 
+# What a finished point must share with a resumed grid (the rest are the point's own p, k, quantizer
+# and folder, or how it is run).
+_SETTINGS = ("run", "scope", "per_layer", "layers", "lam", "lr", "steps", "batch_size", "seed", "backend")
+
+
+def _check_same_settings(config: CompressConfig, share_dir: Path) -> None:
+    saved = read_json_object(share_dir / CONFIG_JSON)
+    for name in _SETTINGS:
+        if saved.get(name) != getattr(config, name):
+            raise ValueError(
+                f"--resume: the grid point in {str(share_dir.parent)!r} was made with {flag(name)} "
+                f"{saved.get(name)!r}, not {getattr(config, name)!r}; choose another --out"
+            )
+
+
 def run_grid(config: CompressConfig) -> dict:
     from tqdm.auto import tqdm
 
@@ -50,6 +66,7 @@ def run_grid(config: CompressConfig) -> dict:
         point = stages / f"{q}-k{k}"
         done = point / METRICS_JSON
         if done.is_file() and checkpoint.latest(stages / f"share-{q}-k{k}") is not None:
+            _check_same_settings(config, stages / f"share-{q}-k{k}")
             points.append(read_json_object(done))
             continue
         # Every stage resumes: a point's pruning is its fraction's, run by the first point.

@@ -23,10 +23,11 @@ class Plan:
 
 def _kind(module: nn.Module) -> str | None:
     """ "linear" or "conv2d" for a layer compress can handle (CompressedConv2d: groups 1, zero
-    padding), else None."""
-    if isinstance(module, nn.Linear):
+    padding), else None. Exactly these classes: a subclass may transform its weight in forward
+    (ParsevalConv2d scales it), which the shared-weight and compressed layers would not do."""
+    if type(module) is nn.Linear:
         return "linear"
-    if isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
+    if type(module) is nn.Conv2d and module.groups == 1 and module.padding_mode == "zeros":
         return "conv2d"
     return None
 

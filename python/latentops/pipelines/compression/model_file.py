@@ -20,6 +20,7 @@ from latentops.codecs import FORMATS, CorruptedFileError, HcsrMatrix, SharedWeig
 from latentops.codecs.matrix import CompressedMatrix
 from latentops.nn import CompressedConv2d, CompressedLinear
 from latentops.pipelines.compression.layers import Plan, compact, replace
+from latentops.pipelines.compression.source import HEADLINE
 from latentops.pipelines.task import Task
 
 FILE = "model.lops"
@@ -38,7 +39,7 @@ def encode_layer(shared: SharedWeights) -> tuple[CompressedMatrix, dict[str, int
 
 
 def layer_settings(module: nn.Module, plan: Plan) -> dict:
-    settings = {"kind": plan.kind, "shape": list(module.codes.shape), "bias": module.bias is not None}
+    settings = {"kind": plan.kind, "shape": list(module.codes.shape)}
     if plan.kind == "conv2d":
         settings.update({name: getattr(module, name) for name in _CONV_SETTINGS})
     return settings
@@ -71,6 +72,20 @@ def _as_hcsr(name: str, matrix: CompressedMatrix) -> HcsrMatrix:
     return encode_hcsr(full, mask, codebook if codebook.numel() else torch.zeros(1))
 
 
+def _check_layer(name: str, original: nn.Module, matrix: CompressedMatrix, bias, bad) -> None:
+    """The stored weight and bias are what the model's layer holds: its flattened weight's shape,
+    its bias's presence, dtype and shape (a wrong bias dtype would be cast without a word)."""
+    rows = original.weight.shape[0]
+    if matrix.shape != (rows, original.weight[0].numel()):
+        raise bad(f"layer {name!r}: a {matrix.shape} matrix for a weight of shape {tuple(original.weight.shape)}")
+    expected = original.bias
+    if (bias is None) != (expected is None):
+        raise bad(f"layer {name!r}: its bias is {'missing' if bias is None else 'unexpected'}")
+    if bias is not None and (bias.dtype != expected.dtype or bias.shape != expected.shape):
+        got, want = f"{bias.dtype} {tuple(bias.shape)}", f"{expected.dtype} {tuple(expected.shape)}"
+        raise bad(f"layer {name!r}: its bias is {got}, the model's {want}")
+
+
 def load_compressed(
     path, device: torch.device | str = "cpu", *, backend: str | None = None
 ) -> tuple[Task, nn.Module, dict]:
@@ -85,20 +100,31 @@ def load_compressed(
     def bad(what: str) -> CorruptedFileError:
         return CorruptedFileError(f"{path}: {what}")
 
-    task_class = TASKS.get(metadata.get("task"))
+    name = metadata.get("task")
     layers, saved = metadata.get("layers"), metadata.get("config")
-    if task_class is None or not isinstance(layers, dict) or not isinstance(saved, dict):
-        raise bad("its metadata names no known task, config and layers: not a file of `latentops compress`")
+    if name not in HEADLINE or not isinstance(layers, dict) or not isinstance(saved, dict):
+        raise bad("its metadata names no task, config and layers: not a file of `latentops compress`")
+    task_class = TASKS[name]
     fields = {f.name for f in dataclasses.fields(task_class.config_class)}
-    task = task_class(task_class.config_class(**{k: v for k, v in saved.items() if k in fields}))
+    try:
+        config = task_class.config_class(**{k: v for k, v in saved.items() if k in fields})
+    except TypeError as error:
+        raise bad(f"its config does not make a {name} run: {error}") from None
+    try:
+        task = task_class(config)
+    except (OSError, ValueError) as error:  # its dataset, or a distilled student's teacher, is not here
+        raise type(error)(f"{path}: the run it was compressed from cannot be rebuilt here: {error}") from None
     model = task.build(device).model
     for name, settings in layers.items():
         matrix = entries.pop(f"{name}.weight", None)
         bias = entries.pop(f"{name}.bias", None)
         if not isinstance(matrix, CompressedMatrix) or not isinstance(settings, dict):
             raise bad(f"layer {name!r} has no compressed weight")
-        if "bias" in settings and (bias is not None) != settings["bias"]:  # (the first files lacked the key)
-            raise bad(f"layer {name!r}: its bias is {'missing' if bias is None else 'unexpected'}")
+        try:
+            original = model.get_submodule(name)
+        except AttributeError:
+            raise bad(f"layer {name!r} is not in the model") from None
+        _check_layer(name, original, matrix, bias, bad)
         try:
             matrix = _as_hcsr(name, matrix)
             if settings.get("kind") == "conv2d":
@@ -109,10 +135,14 @@ def load_compressed(
             replace(model, name, layer.to(device))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise bad(f"layer {name!r} does not fit the model: {error}") from None
-    expected = {key for key in model.state_dict() if key.rpartition(".")[0] not in layers}
-    if set(entries) != expected:
-        missing, extra = sorted(expected - set(entries)), sorted(set(entries) - expected)
+    expected = {key: t for key, t in model.state_dict().items() if key.rpartition(".")[0] not in layers}
+    if set(entries) != set(expected):
+        missing, extra = sorted(set(expected) - set(entries)), sorted(set(entries) - set(expected))
         raise bad(f"its tensors do not fit the model (missing {missing[:5]}, unexpected {extra[:5]})")
+    for key, t in entries.items():  # load_state_dict would cast another dtype without a word
+        if not isinstance(t, torch.Tensor) or t.dtype != expected[key].dtype or t.shape != expected[key].shape:
+            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise bad(f"tensor {key!r} is {got}, the model's is {expected[key].dtype} {tuple(expected[key].shape)}")
     try:
         model.load_state_dict(entries, strict=False)
     except RuntimeError as error:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def layer_table(summary: dict) -> str:
             if "time_compressed" in row
             else ""
         )
-        kept = row["kept"] / max(1, _numel(row["shape"]))
+        kept = row["kept"] / max(1, math.prod(row["shape"]))
         lines.append(
             f"| {row['name']} | {'×'.join(map(str, row['shape']))} | {100 * (1 - kept):.1f}% "
             f"| {row['k']} ({row['levels']}) | {row['entropy']:.2f} | {row['bits_per_nonzero']:.1f} "
@@ -80,11 +81,19 @@ def layer_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
+# Runs that differ only in their seed are repeats of one compression.
+SAME_COMPRESSION = (
+    "source",
+    "quantizer",
+    "prune",
+    "k",
+    "scope",
+    "per_layer",
+    "compressed_layers",
+    "lam",
+    "lr",
+    "steps",
+)
 
 
 class CompressionReport(TaskReport):
@@ -115,9 +124,10 @@ class CompressionReport(TaskReport):
         """Compressions repeated with other seeds (same model, quantizer, p and k): one row each,
         the medians and ranges over seeds, and every seed's McNemar p; None (a column per run)
         when no compression is repeated."""
-        groups: dict[str, list[dict]] = {}
+        groups: dict[tuple, list[dict]] = {}
         for run in runs:
-            groups.setdefault(self.column(run["summary"]), []).append(run["summary"])
+            s = run["summary"]
+            groups.setdefault(tuple(repr(s.get(key)) for key in SAME_COMPRESSION), []).append(s)
         if all(len(group) == 1 for group in groups.values()):
             return None
         first = runs[0]["summary"]
@@ -132,7 +142,8 @@ class CompressionReport(TaskReport):
             f"| change, median [min, max]{units[1]} | ψ, median [min, max] | ratio | McNemar p per seed |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
-        for name, group in groups.items():
+        for group in groups.values():
+            name = self.column(group[0])
             tests = ", ".join(f"{g['paired_test']['p_value']:.2g}" for g in group if g.get("paired_test"))
             lines.append(
                 f"| {name} | {len(group)} | {number(statistics.median(g['source_value'] for g in group))} "

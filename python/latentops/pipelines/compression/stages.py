@@ -76,18 +76,20 @@ class PruneStage(Task):
         half = self.config.steps // 2
         for name, optimizer in source.optimizers.items():
             lr = self.config.lr if self.config.lr is not None else optimizer.defaults["lr"] / 10
-            optimizers[name] = type(optimizer)(self._param_groups(groups[name], lr), **{**optimizer.defaults, "lr": lr})
+            params = self._param_groups(groups[name], lr) if isinstance(optimizer, torch.optim.SGD) else groups[name]
+            optimizers[name] = type(optimizer)(params, **{**optimizer.defaults, "lr": lr})
             schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
                 optimizers[name], lambda step: 1.0 if step < half else 0.1
             )
         return Training(self.model, groups, optimizers, schedulers)
 
     def _param_groups(self, params: list[torch.nn.Parameter], lr: float) -> list[dict]:
-        """The parameters at `lr`, except each shared layer's codebook, at lr over the number of
-        kept weights per codeword. Its gradient is the sum of theirs (sHAM's and Deep Compression's
-        grouped gradient), so at `lr` a codeword moves as far as all its weights together would:
-        measured on a digits MLP pruned 90% with k = 2 (50,000 weights a codeword), SGD at 0.02 sent
-        the loss from 0.3 to 9.6 in 20 steps and left every ReLU dead."""
+        """SGD's parameter groups: the parameters at `lr`, except each shared layer's codebook, at
+        lr over the number of kept weights per codeword. Its gradient is the sum of theirs (sHAM's
+        and Deep Compression's grouped gradient), so at `lr` a codeword moves as far as all its
+        weights together would: measured on a digits MLP pruned 90% with k = 2 (50,000 weights a
+        codeword), SGD at 0.02 sent the loss from 0.3 to 9.6 in 20 steps and left every ReLU dead.
+        (Adam and its kin divide by the gradient's scale themselves: their codebooks keep `lr`.)"""
         codebooks = {
             id(m.codebook): lr * m.codebook.numel() / max(1, int(m.mask.sum()))
             for m in self.model.modules()
@@ -125,7 +127,7 @@ class ShareStage(PruneStage):
             pruned = checkpoint.latest(folder.parent / PRUNE_DIR)
             if pruned is None:
                 raise FileNotFoundError(f"{str(folder.parent / PRUNE_DIR)!r} holds no finished pruning stage")
-            pruning = super().fine_tuning()
+            pruning = self.fine_tuning()  # the optimizers of the pruned model, as the prune stage saved them
             checkpoint.load(pruned, self.model, pruning.optimizers, device, pruning.schedulers)
             self.install(None)
         return self.fine_tuning()

@@ -33,6 +33,8 @@ class CompressTask(Task):
         from latentops.pipelines.compression.grid import GRID_MD, run_grid
 
         validate(config)
+        if Path(config.out).resolve() == Path(config.run).resolve():
+            raise ValueError(f"--out {config.out!r} is RUN itself: give the compression a folder of its own")
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ValueError("compress runs in one process: start it without torchrun")
         if config.grid:
