@@ -44,7 +44,7 @@ for run in "${runs[@]}"; do  # (a pipeline's loop runs in a subshell: runs is fi
   options=$([[ $variant == P ]] && echo "--parseval 0.01" || true)
   echo "$PY -m latentops classify $COMMON $options --seed $seed --out $run > $run.log 2>&1 || { cat $run.log; exit 1; }"
 done | xargs -P "$JOBS" -I{} bash -c "{}"
-# Dropout only, as far as the suite allows: one SNR, one PGD step, one draw of each perturbation.
+# The suite at its cheapest beside the dropout rates: one SNR and one PGD step (3 draws of the random ones).
 $PY -m latentops robustness "${runs[@]}" --dropout 0.25,0.4 --snrs-db 20 --pgd-iterations 1 --draws 3 \
   --no-progress > "$OUT/robustness.log" 2>&1 || { cat "$OUT/robustness.log"; exit 1; }
 $PY -m latentops report "${runs[@]}" --out "$OUT/parseval" > /dev/null

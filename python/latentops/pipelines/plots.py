@@ -106,9 +106,11 @@ def save_loss_curve(records: list[dict], path: Path, title: str = "") -> None:
 def save_report_figure(runs: list[dict], metrics: list[tuple[str, str]], path: Path, loss_title: str = "") -> None:
     """runs: dicts with name, grid (an array from tile(), or None), records, summary (metrics) and
     loss (the training log to draw, or None). One image strip per run with a grid, a bar chart per
-    metric (key, label) and the runs' loss curves together under loss_title."""
+    metric (key, label) and the runs' loss curves together under loss_title (no panel when no run
+    has a training log to draw, e.g. compressions)."""
     strips = [run for run in runs if run.get("grid") is not None]
-    cols = len(metrics) + 1
+    losses = any(run.get("loss") is not None for run in runs)
+    cols = max(1, len(metrics) + losses)
     fig = Figure(figsize=(max(8.0, 3.0 * cols), 1.0 * len(strips) + 3.5))
     grid_spec = fig.add_gridspec(len(strips) + 2, cols, height_ratios=[1.0] * len(strips) + [0.3, 3.0])
     for i, run in enumerate(strips):
@@ -122,12 +124,13 @@ def save_report_figure(runs: list[dict], metrics: list[tuple[str, str]], path: P
         ax.bar(range(len(runs)), values, color="tab:blue")
         ax.set_xticks(range(len(runs)), names, rotation=45, ha="right", fontsize=8)
         ax.set_title(label, fontsize=9)
-    ax = fig.add_subplot(grid_spec[-1, -1])
-    for run in runs:
-        steps, values = loss_series(run["records"]).get(run.get("loss"), ([], []))
-        ax.plot(steps, values, label=run["name"])
-    _log_scale_if_wide(ax)
-    ax.set_xlabel("step")
-    ax.set_title(loss_title, fontsize=9)
-    ax.legend(fontsize=7)
+    if losses:
+        ax = fig.add_subplot(grid_spec[-1, -1])
+        for run in runs:
+            steps, values = loss_series(run["records"]).get(run.get("loss"), ([], []))
+            ax.plot(steps, values, label=run["name"])
+        _log_scale_if_wide(ax)
+        ax.set_xlabel("step")
+        ax.set_title(loss_title, fontsize=9)
+        ax.legend(fontsize=7)
     fig.savefig(path, dpi=100, bbox_inches="tight")

@@ -120,6 +120,9 @@ class CompressionReport(TaskReport):
     def column_order(self, summary: dict):
         return (summary["quantizer"], summary["prune"], summary["k"])
 
+    def figure_metrics(self, summaries: list[dict]) -> list[tuple[str, str]]:
+        return [("delta", "change of the metric, compressed − source"), ("psi", "ψ: file bytes / dense float32 bytes")]
+
     def aggregate(self, dataset: str, runs: list[dict], out) -> str | None:
         """Compressions repeated with other seeds (same model, quantizer, p and k): one row each,
         the medians and ranges over seeds, and every seed's McNemar p; None (a column per run)
