@@ -1,6 +1,6 @@
 # make run   set up .venv, build and install latentops, then benches/showcase.sh: the op table against
 #            the peers, a digits MLP compressed 100x+, and the Parseval-under-dropout experiment
-#            (about 6 minutes on a 2-core CPU; runs/main-<host>/report.md)
+#            (about 5 minutes on a 2-core CPU; runs/main-<host>/report.md)
 # make bench the op benchmark table on this machine (benches/run.py)
 # make test  set up .venv, build and install latentops with its test extras, run the tests
 # make wheel build a wheel with CUDA kernels for every supported arch (see README)

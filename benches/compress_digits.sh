@@ -8,7 +8,7 @@
 #
 #   bash benches/compress_digits.sh      (OUT=runs/compress-digits SEEDS=3 CONV_SEEDS=2 JOBS=2)
 #
-# Finished runs are kept: running it again continues where it stopped.
+# About 50 minutes here. Finished runs are kept: running it again continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -30,7 +30,7 @@ declare -A COMPRESS=(
 
 mkdir -p "$OUT"
 for model in mlp conv; do
-  echo "$PY -m latentops classify ${SOURCE[$model]} $COMMON --out $OUT/$model > $OUT/$model.log 2>&1"
+  echo "$PY -m latentops classify ${SOURCE[$model]} $COMMON --out $OUT/$model > $OUT/$model.log 2>&1 || { tail -20 $OUT/$model.log; exit 1; }"
 done | xargs -P "$JOBS" -I{} bash -c "{}"
 
 runs=()
@@ -43,7 +43,7 @@ done
 for run in "${runs[@]}"; do  # (a pipeline's loop runs in a subshell: runs is filled above)
   name=$(basename "$run") && model=${name%%-*} && seed=${name##*-} && quantizer=${name#*-} && quantizer=${quantizer%-*}
   if [[ ! -f $run/metrics.json ]]; then
-    echo "$PY -m latentops compress $OUT/$model ${COMPRESS[$model]} --quantizer $quantizer --seed $seed $COMMON --out $run > $run.log 2>&1"
+    echo "$PY -m latentops compress $OUT/$model ${COMPRESS[$model]} --quantizer $quantizer --seed $seed $COMMON --out $run > $run.log 2>&1 || { tail -20 $run.log; exit 1; }"
   fi
 done | xargs -P "$JOBS" -I{} bash -c "{}"
 $PY -m latentops report "${runs[@]}" --out "$OUT"
@@ -51,7 +51,7 @@ $PY -m latentops report "${runs[@]}" --out "$OUT"
 # The grid, one process per pair of quantizers (each prunes for itself), then one plot of all four.
 GRID="--grid-prune 0.9,0.95,0.98,0.99 --grid-k 2,32,128,1024 --steps 200 --lr 0.02"
 for pair in cws,pws uq,ecsq; do
-  echo "$PY -m latentops compress $OUT/mlp --grid $GRID --grid-quantizers $pair $COMMON --out $OUT/grid-$pair > $OUT/grid-$pair.log 2>&1"
+  echo "$PY -m latentops compress $OUT/mlp --grid $GRID --grid-quantizers $pair $COMMON --out $OUT/grid-$pair > $OUT/grid-$pair.log 2>&1 || { tail -20 $OUT/grid-$pair.log; exit 1; }"
 done | xargs -P "$JOBS" -I{} bash -c "{}"
 $PY - "$OUT" <<'EOF'
 import json, sys

@@ -178,15 +178,23 @@ def grid_table(points: list[dict]) -> str:
 
 
 def plot_grid(points: list[dict], path: Path, title: str) -> None:
-    """The metric against ψ (log scale), one curve per quantizer (its points joined in ψ order),
-    the source run's value as a line."""
+    """The metric against ψ (log scale): every point, and per quantizer the curve of the best value
+    reached at each ψ or less (its Pareto front); the source run's value as a line."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 4.5))
     axes = figure.subplots()
-    for quantizer in sorted({s["quantizer"] for s in points}):
+    for i, quantizer in enumerate(sorted({s["quantizer"] for s in points})):
         mine = sorted((s for s in points if s["quantizer"] == quantizer), key=lambda s: s["psi"])
-        axes.plot([s["psi"] for s in mine], [s["value"] for s in mine], "o-", label=quantizer, markersize=4)
+        color = f"C{i}"
+        axes.scatter([s["psi"] for s in mine], [s["value"] for s in mine], s=14, color=color, alpha=0.5)
+        front, best = [], None
+        for s in mine:
+            sign = 1 if s["higher_is_better"] else -1
+            if best is None or sign * s["value"] > sign * best:
+                front.append(s)
+                best = s["value"]
+        axes.plot([s["psi"] for s in front], [s["value"] for s in front], "-", color=color, label=quantizer)
     first = points[0]
     axes.axhline(first["source_value"], color="gray", linestyle="--", label="uncompressed")
     axes.set_xscale("log")
