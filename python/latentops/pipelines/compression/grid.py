@@ -9,6 +9,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from latentops.codecs.quantizers import METHODS
 from latentops.pipelines import checkpoint
 from latentops.pipelines.compression.compress import compress
 from latentops.pipelines.compression.config import CompressConfig, _is_fraction, _is_levels, parse_list
@@ -55,7 +56,7 @@ def run_grid(config: CompressConfig) -> dict:
 
     prunes = parse_list("--grid-prune", config.grid_prune, float, _is_fraction)
     ks = parse_list("--grid-k", config.grid_k, int, _is_levels)
-    quantizers = parse_list("--grid-quantizers", config.grid_quantizers, str, lambda q: True)
+    quantizers = parse_list("--grid-quantizers", config.grid_quantizers, str, METHODS.__contains__)
     root = Path(config.out)
     if not config.resume and root.is_dir() and any(root.iterdir()):
         raise FileExistsError(f"--out {str(root)!r} is not empty; pass --resume to continue its grid or choose another")
