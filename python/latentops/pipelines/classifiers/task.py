@@ -160,11 +160,9 @@ class ClassifierTask(Task):
             outputs = self._outputs(test_images)
             labels = test_labels.to(self.device)
             metrics = {}
+            predicted = self._predicted(outputs)
             if self.geometry is None:
-                predicted = outputs.argmax(1)
                 metrics["test_loss"] = float(F.cross_entropy(outputs, labels))
-            else:
-                predicted = self._nearest_class_mean(outputs)
             metrics["test_accuracy"] = float((predicted == labels).float().mean())
             _, taps = model(test_images[: config.eval_batch].to(self.device), return_taps=True)
             smoothness = self.regularizer.smoothness(taps, labels[: config.eval_batch])
@@ -172,6 +170,10 @@ class ClassifierTask(Task):
         finally:
             model.train(was_training)
         return metrics
+
+    def _predicted(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The class of each output: its largest logit, or with GEO the nearest class mean."""
+        return outputs.argmax(1) if self.geometry is None else self._nearest_class_mean(outputs)
 
     @torch.no_grad()
     def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,8 +183,7 @@ class ClassifierTask(Task):
         was_training = self.model.training
         self.model.eval()
         try:
-            outputs = self._outputs(images)
-            predicted = outputs.argmax(1) if self.geometry is None else self._nearest_class_mean(outputs)
+            predicted = self._predicted(self._outputs(images))
         finally:
             self.model.train(was_training)
         return predicted.cpu(), labels.cpu()

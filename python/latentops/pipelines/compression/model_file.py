@@ -61,7 +61,7 @@ def save_compressed(
     save_file(entries, path, metadata)
 
 
-def _as_hcsr(name: str, matrix: CompressedMatrix) -> HcsrMatrix:
+def _as_hcsr(matrix: CompressedMatrix) -> HcsrMatrix:
     if isinstance(matrix, HcsrMatrix):
         return matrix
     dense = matrix.decode()
@@ -126,7 +126,7 @@ def load_compressed(
             raise bad(f"layer {name!r} is not in the model") from None
         _check_layer(name, original, matrix, bias, bad)
         try:
-            matrix = _as_hcsr(name, matrix)
+            matrix = _as_hcsr(matrix)
             if settings.get("kind") == "conv2d":
                 conv = {key: settings[key] for key in _CONV_SETTINGS}
                 layer = CompressedConv2d(matrix, bias, backend=backend, **conv)
