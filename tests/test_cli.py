@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+import latentops
 from latentops.cli import _parser, main
 from latentops.pipelines import TrainConfig
 from latentops.pipelines.tasks import TASKS
@@ -159,3 +161,22 @@ def test_a_task_in_the_registry_gets_its_subcommand(tmp_path, capsys, monkeypatc
     assert "latentops toy: error: --max-norm must be a number > 0, got -1.0" in capsys.readouterr().err
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
     assert "| Metric | toy lr=0.05 |" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"latentops {latentops.__version__} (torch {torch.__version__}; ")
+    with pytest.raises(SystemExit):  # also where argparse sees it, after other options
+        _parser().parse_args(["-V"])
+    assert "backends here: " in capsys.readouterr().out
+
+
+def test_commands_without_the_pipelines_extra_say_what_to_install():
+    # matplotlib stands for any of the pipelines extra's packages; None in sys.modules blocks an import.
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; "
+        "from latentops.cli import main; sys.exit(main(['train', '--help']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'latentops[pipelines]'" in result.stderr and "matplotlib" in result.stderr

@@ -4,6 +4,8 @@ Every op has a hand-written CUDA kernel, a Triton kernel, a C++ CPU kernel and a
 reference, registered as torch custom ops (torch.compile and autograd work through them).
 """
 
+import importlib.metadata
+
 from latentops import codecs, nn, robustness
 from latentops._backend import BACKEND_NAMES, backends, use_backend
 from latentops.kmeans import KMeansResult, kmeans
@@ -18,7 +20,10 @@ from latentops.ops import (
     soft_quantize,
 )
 
-__version__ = "0.1.0"
+try:  # one version source: the git tag, written into the package metadata at build time
+    __version__ = importlib.metadata.version("latentops")
+except importlib.metadata.PackageNotFoundError:  # sources on sys.path, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BACKEND_NAMES",

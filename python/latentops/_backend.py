@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import torch
 
+from latentops import _cuda_compat
 from latentops._optional import import_optional
 from latentops.native import library as native
 
@@ -99,9 +100,35 @@ def backends() -> list[str]:
     return [name for name in BACKEND_NAMES if name in present]
 
 
+@functools.cache
+def _cuda_kernels_run_on(index: int) -> bool:
+    """Whether this build's CUDA kernels can run on GPU `index` (its architecture has code in the
+    build, the driver is new enough); one warning per GPU where not."""
+    why = _cuda_compat.why_not(
+        torch.cuda.get_device_capability(index),
+        native.cuda_architectures,
+        native.cuda_runtime_version,
+        native.cuda_driver_version(),
+    )
+    if why is not None:
+        warnings.warn(
+            f"latentops: no cuda backend on cuda:{index} ({torch.cuda.get_device_name(index)}): {why}; "
+            f"the triton and torch backends take its calls",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return why is None
+
+
+def _cuda_present(device: torch.device) -> bool:
+    if native is None or not native.has_cuda or not torch.cuda.is_available():
+        return False
+    return _cuda_kernels_run_on(torch.cuda.current_device() if device.index is None else device.index)
+
+
 # Whether a backend can run on a device here; Triton is checked (and imported) only where it can run.
 _PRESENT = {
-    "cuda": lambda device: native is not None and native.has_cuda and torch.cuda.is_available(),
+    "cuda": _cuda_present,
     "triton": lambda device: (device.type == "cuda" or _TRITON_ON_CPU) and _triton_kernels() is not None,
     "cpu": lambda device: native is not None and native.cpu_supported,
     "torch": lambda device: True,

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     from latentops.pipelines.tasks import TASKS
 
     parser = argparse.ArgumentParser(prog="latentops", description=__doc__)
+    parser.add_argument(
+        "-V", "--version", action=_VersionAction, help="print the version and what this build runs here"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for task in TASKS.values():
         command = commands.add_parser(task.command, help=task.help, description=task.description)
@@ -77,13 +80,55 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed version and what this build runs here: for `latentops --version` and bug reports."""
+    import torch
+
+    import latentops
+    from latentops.native import library
+
+    if library is None:
+        native = "no compiled extension (the torch and triton backends only)"
+    else:
+        cpu = "C++ CPU kernels" if library.cpu_supported else "no C++ CPU kernels for this processor"
+        cuda = f"CUDA kernels for {library.cuda_architectures}" if library.has_cuda else "no CUDA kernels"
+        native = f"{cpu}, {cuda}"
+    return (
+        f"latentops {latentops.__version__} (torch {torch.__version__}; {native}; "
+        f"backends here: {', '.join(latentops.backends())})"
+    )
+
+
+class _VersionAction(argparse.Action):
+    """--version: like argparse's, with the text computed only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version())
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0, or 2 with one line on stderr naming the argument or file at fault (a bad
     option, a corrupted or missing file of a run, a run folder in use): a traceback is for bugs."""
-    from latentops.pipelines.run_folder import RunFolderBusy
-    from latentops.pipelines.tasks import TASKS
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--version"], ["-V"]):  # answered without the pipelines, which need their extra
+        print(version())
+        return 0
+    try:
+        from latentops.pipelines.run_folder import RunFolderBusy
+        from latentops.pipelines.tasks import TASKS
 
-    args = _parser().parse_args(argv)
+        parser = _parser()
+    except ModuleNotFoundError as error:
+        print(
+            f"latentops: error: the commands need the pipelines extra (pip install 'latentops[pipelines]'): {error}",
+            file=sys.stderr,
+        )
+        return 2
+    args = parser.parse_args(argv)
     try:
         tasks = {task.command: task for task in TASKS.values()}
         if args.command in tasks:
