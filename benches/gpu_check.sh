@@ -12,9 +12,10 @@
 #   bash benches/gpu_check.sh --dry-run  anywhere: the plan with each phase's command and budget,
 #                                        then the results assembled from sample phase outputs
 #
-# Peers the GPU image lacks (vector-quantize-pytorch and its dependencies): copy their wheels into
-# .wheels/ (ignored; name it in the device call's `carry`), e.g. `cp ../shared/wheels/*.whl .wheels/`;
-# they are installed from there. GPU_CHECK_COMMIT names the commit in the record (the working tree
+# Peers the GPU image lacks (vector-quantize-pytorch and its dependencies) and the build's version
+# provider: copy their wheels into .wheels/ (ignored; name it in the device call's `carry`), e.g.
+# `cp ../shared/wheels/*.whl .wheels/ && pip download -q --no-deps -d .wheels setuptools-scm
+# vcs-versioning`; they are installed from there. GPU_CHECK_COMMIT names the commit in the record (the working tree
 # that travels has no .git). GPU_CHECK_PHASES="build tests ..." runs only the phases named (a rerun;
 # PYTEST_ADDOPTS="-k ..." narrows the tests). A second call on a warm machine reuses build/ and the
 # Triton cache.

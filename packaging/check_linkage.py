@@ -25,8 +25,9 @@ def unresolved(library: Path) -> list[str]:
     bad = []
     for line in table.splitlines():
         fields = line.split()
-        # "0000000000000000      D  *UND*  0000000000000000  Base        name": strong, no version
-        if "*UND*" not in fields or fields[1] == "w" or "Base" not in fields:
+        # "0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.2.5) name": versioned;
+        # "...  D  *UND*  0000000000000000  Base  name" or no version column at all: not
+        if "*UND*" not in fields or fields[1] == "w" or any(f.startswith("(") for f in fields):
             continue
         name = fields[-1]
         if not name.startswith(("Py", "_Py")):

@@ -2,7 +2,9 @@
 
 Backends: "cuda" (hand-written kernels in latentops._C), "triton" (latentops.kernels), "cpu" (C++
 kernels in latentops._C) and "torch" (the pure-torch reference, always present). A missing
-extension costs a one-line warning at import and the torch backend, never an import error.
+extension costs a one-line warning at import and the torch backend, never an import error; so does
+a GPU the CUDA kernels cannot run on (latentops._cuda_compat: no code for its architecture in the
+build, or a driver older than the kernels' CUDA runtime), once per GPU.
 
 The requested backend of a call, first match wins: the call's `backend=` argument, the innermost
 `use_backend(...)` block, the LATENTOPS_BACKEND environment variable (read at import). Then:
