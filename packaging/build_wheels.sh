@@ -96,7 +96,7 @@ EOF
 build_binary() {
   local version=$1
   shift
-  rm -rf "$WORK/raw"
+  rm -rf "$WORK/raw" "$WORK/repaired"
   echo "== building $version ($*)"
   env "$@" SETUPTOOLS_SCM_PRETEND_VERSION="$version" LATENTOPS_GLIBC_STUBS="$WORK/glibc-$GLIBC" \
     "$PY" -m pip wheel --no-build-isolation --no-deps -w "$WORK/raw" "$SDIST" >"$WORK/build.log" 2>&1 ||
@@ -106,7 +106,7 @@ build_binary() {
   "$PY" -m auditwheel repair --plat "$PLATFORM" --exclude libgomp.so.1 -w "$WORK/repaired" "$raw" \
     >"$WORK/repair.log" 2>&1 || { tail -30 "$WORK/repair.log"; exit 1; }
   local wheel
-  wheel=$(ls -t "$WORK"/repaired/*.whl | head -1)
+  wheel=$(ls "$WORK"/repaired/*.whl)
   check_wheel "$wheel"
   mv "$wheel" "$DIST/"
   echo "wheel: $DIST/$(basename "$wheel") ($(du -h "$DIST/$(basename "$wheel")" | cut -f1))"

@@ -113,6 +113,7 @@ def main() -> int:
         "kmeans", lambda: _assert(latentops.kmeans(torch.randn(200, 3), 4, iters=5, seed=0).centroids.shape == (4, 3))
     )
     check("a compressed model file round-trips", _file_round_trip)
+    check("one OpenMP runtime in the process, torch's", _one_openmp_runtime)
     check("`latentops --version`", _cli_version)
     passed, failed = sum(results), len(results) - sum(results)
     print(f"{passed} passed, {failed} failed")
@@ -143,6 +144,12 @@ def _file_round_trip() -> None:
         codecs.save_file({"fc.weight": matrix}, path)
         loaded = codecs.load_file(path)[0]["fc.weight"]
     assert torch.equal(loaded.decode(), matrix.decode())
+
+
+def _one_openmp_runtime() -> None:
+    """The extension needs libgomp.so.1 and ships none: the loader must take the copy torch loaded."""
+    mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "libgomp" in line}
+    assert len(mapped) <= 1 and all("torch" in path for path in mapped), f"libgomp mapped from {sorted(mapped)}"
 
 
 def _cli_version() -> None:

@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The modules of the `pipelines` extra (pyproject.toml), which the commands import and the ops do not.
+PIPELINES_EXTRA = ("matplotlib", "scipy", "sklearn")
+
+
 def version() -> str:
     """The installed version and what this build runs here: for `latentops --version` and bug reports."""
     import torch
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
         parser = _parser()
     except ModuleNotFoundError as error:
+        if error.name is None or error.name.partition(".")[0] not in PIPELINES_EXTRA:
+            raise
         print(
             f"latentops: error: the commands need the pipelines extra (pip install 'latentops[pipelines]'): {error}",
             file=sys.stderr,

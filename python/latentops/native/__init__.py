@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
+# Before the extension: torch loads libgomp.so.1, which latentops._C needs and the wheels do not ship.
+import torch  # noqa: F401
+
 from latentops._optional import import_optional
 
 library: ModuleType | None = import_optional(
