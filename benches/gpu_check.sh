@@ -12,10 +12,9 @@
 #   bash benches/gpu_check.sh --dry-run  anywhere: the plan with each phase's command and budget,
 #                                        then the results assembled from sample phase outputs
 #
-# Peers the GPU image lacks (vector-quantize-pytorch and its dependencies) and the build's version
-# provider: copy their wheels into .wheels/ (ignored; name it in the device call's `carry`), e.g.
-# `cp ../shared/wheels/*.whl .wheels/ && pip download -q --no-deps -d .wheels setuptools-scm
-# vcs-versioning`; they are installed from there. GPU_CHECK_COMMIT names the commit in the record (the working tree
+# Peers the GPU image lacks (vector-quantize-pytorch and its dependencies): copy their wheels into
+# .wheels/ (ignored; name it in the device call's `carry`), e.g. `cp ../shared/wheels/*.whl .wheels/`;
+# they are installed from there. GPU_CHECK_COMMIT names the commit in the record (the working tree
 # that travels has no .git). GPU_CHECK_PHASES="build tests ..." runs only the phases named (a rerun;
 # PYTEST_ADDOPTS="-k ..." narrows the tests). A second call on a warm machine reuses build/ and the
 # Triton cache.
@@ -77,7 +76,11 @@ record() {
 build() {
   # sm_90a only (the H200), all cores, every kernel's ptxas report in the log. A failed build is
   # loud (the log's end on stdout) and falls back to a build without CUDA, so the Triton kernels
-  # still get their verdicts.
+  # still get their verdicts. The copy that travels has no .git, and the GPU image may lack the
+  # version provider (setuptools-scm): then this copy's pyproject.toml gets a fixed version.
+  if ! $PY -c "import setuptools_scm" 2> /dev/null; then
+    sed -i -e 's/^dynamic = \["version"\]/version = "0+unknown"/' -e '/^metadata.version.provider/d' pyproject.toml
+  fi
   if LATENTOPS_CUDA=ON LATENTOPS_CUDA_ARCHS=90a CMAKE_ARGS="-DCMAKE_CUDA_FLAGS=-Xptxas=-v" \
       CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) SKBUILD_BUILD_VERBOSE=true \
       $PY -m pip install -v --no-build-isolation --no-deps . > "$WORK/build.log" 2>&1; then
