@@ -114,3 +114,31 @@ def test_bad_settings_name_the_argument(tmp_path, field, value):
 def test_torch_backend_runs(tmp_path):
     summary = train(tiny_config(tmp_path / "a", model="softvq", steps=2, eval_every=2, backend="torch"))
     assert summary["backend"] == "torch"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("codebook_size=8,nope=1", "vqvae has no option 'nope'; its options .*codebook_size=512"),
+        ("beta=high", "beta: 'high' is not float"),
+        ("beta", "must be KEY=VALUE"),
+    ],
+)
+def test_a_bad_model_option_is_named(tmp_path, text, message):
+    with pytest.raises(ValueError, match=f"--model-option.*{message}"):
+        train(tiny_config(tmp_path / "a", model="vqvae", model_option=text))
+
+
+def test_model_options_reach_the_model_and_the_summary(tmp_path):
+    config = tiny_config(tmp_path / "a", model="vqvae", model_option="codebook_size=8, beta=0.5, kmeans_init=off")
+    summary = train(config)
+    assert summary["model_options"] == {"codebook_size": 8, "beta": 0.5, "kmeans_init": False}
+    state = load_file(str(next((tmp_path / "a").glob("checkpoint-*/model.safetensors"))))
+    assert next(t for name, t in state.items() if "codebook" in name).shape[0] == 8
+
+
+@pytest.mark.parametrize(("model", "latent_map"), [("baseline", "2×2×2"), ("acai", "2×2×2"), ("vqvae", "4×4×2")])
+def test_acai_latent_map_on_lines(tmp_path, model, latent_map):
+    summary = train(tiny_config(tmp_path / "a", model=model, steps=2, eval_every=2))
+    assert summary["latent_map"] == latent_map
+    assert train(tiny_config(tmp_path / "b", model=model, steps=2, eval_every=2, scales=1))["latent_map"] == "16×16×2"

@@ -7,22 +7,39 @@ import dataclasses
 from latentops.data import DATASETS
 from latentops.models import MODELS
 from latentops.pipelines import run_options as run
-from latentops.pipelines.options import COUNT, POSITIVE, option
+from latentops.pipelines.options import COUNT, POSITIVE, Check, option
+
+
+def _option_items(text) -> bool:
+    """Whether text is KEY=VALUE,... (the keys and values are checked against the model later)."""
+    items = [part.strip() for part in str(text).split(",") if part.strip()]
+    return all(key.strip() and value.strip() for key, sep, value in (i.partition("=") for i in items) if sep) and all(
+        "=" in item for item in items
+    )
+
+
+MODEL_OPTIONS = Check("KEY=VALUE,... (e.g. codebook_size=128,beta=0.5)", _option_items)
 
 
 @dataclasses.dataclass(kw_only=True)
 class TrainConfig:
-    """One training run. Defaults follow ACAI on lines: batch 64, Adam at 1e-4, 2^24 images
-    (262,144 steps), depth 16, a 4×4×16 latent."""
+    """One training run. Defaults follow ACAI: batch 64, Adam at 1e-4, 2^24 images (262,144 steps),
+    depth 16, 16 latent channels on a 2×2 map on lines (4×4 for VQ-VAE, as ACAI's runs/*.sh) and
+    a 4×4 map elsewhere."""
 
     model: str = option(choices=MODELS)
     dataset: str = option("lines", choices=DATASETS)
     data_dir: str | None = option(None, help="folder with the mnist / svhn / cifar10 / cifar100 files")
     steps: int = run.steps(262_144, help="training steps (default: ACAI's 2^24 images at batch 64)")
     batch_size: int = run.batch_size(64)
-    latent: int = option(16, check=COUNT, help="channels of the 4×4 latent map (the latent has 16·LATENT numbers)")
+    model_option: str = option(
+        "", check=MODEL_OPTIONS, help="the model's own options, KEY=VALUE,... (a wrong key lists them)"
+    )
+    latent: int = option(16, check=COUNT, help="channels of the latent map")
     depth: int = option(16, check=COUNT, help="channels of the first scale")
-    scales: int | None = option(None, check=COUNT, help="2× poolings (default: down to a 4×4 latent map)")
+    scales: int | None = option(
+        None, check=COUNT, help="2× poolings (default: ACAI's latent map, 2×2 on lines (VQ-VAE 4×4), else 4×4)"
+    )
     lr: float = option(1e-4, check=POSITIVE)
     device: str = run.device()
     backend: str = run.backend()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from latentops.data import ImageDataset, lines, load_dataset
-from latentops.models import build_model
+from latentops.models import acai_latent_width, build_model, default_scales, parse_model_options
 from latentops.pipelines import plots
 from latentops.pipelines.autoencoders.config import TrainConfig
 from latentops.pipelines.autoencoders.downstream import clustering_accuracy, encode_all, linear_probe_accuracy
@@ -28,13 +28,19 @@ class AutoencoderTask(Task):
         "the P processes share each global batch (gloo on CPU, nccl on CUDA)."
     )
     config_class = TrainConfig
-    identity = ("model", "dataset", "latent", "depth", "scales", "lr")
+    identity = ("model", "dataset", "model_option", "latent", "depth", "scales", "lr")
     progress_loss = "mse"
     report = AutoencoderReport()
 
     def __init__(self, config: TrainConfig, dataset: ImageDataset | None = None):
         super().__init__(config)
+        try:  # before any data is loaded: a wrong option costs nothing
+            self.model_options = parse_model_options(config.model, config.model_option)
+        except ValueError as error:
+            raise ValueError(f"--model-option: {error}") from None
         self.dataset = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir)
+        width = acai_latent_width(config.model, config.dataset)
+        self.scales = default_scales(self.dataset.image_shape, width) if config.scales is None else config.scales
 
     def describe(self) -> dict:
         return {"model": self.config.model, "dataset": self.config.dataset}
@@ -43,7 +49,12 @@ class AutoencoderTask(Task):
         config = self.config
         self.device = device
         self.model = build_model(
-            config.model, self.dataset.image_shape, depth=config.depth, latent=config.latent, scales=config.scales
+            config.model,
+            self.dataset.image_shape,
+            depth=config.depth,
+            latent=config.latent,
+            scales=self.scales,
+            **self.model_options,
         ).to(device)
         groups = self.model.param_groups()
         optimizers = {name: torch.optim.Adam(params, lr=config.lr) for name, params in groups.items()}
@@ -87,7 +98,10 @@ class AutoencoderTask(Task):
         return test_images[:pairs], test_images[pairs : 2 * pairs]
 
     def final_metrics(self, records: list[dict]) -> dict:
-        metrics = {}
+        _, height, width = self.dataset.image_shape
+        metrics = {"latent_map": f"{height >> self.scales}×{width >> self.scales}×{self.config.latent}"}
+        if self.model_options:
+            metrics["model_options"] = self.model_options
         trains = [r for r in records if r["kind"] == "train"]
         if trains:
             metrics["train_mse"] = trains[-1].get("loss/mse")
