@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from latentops.pipelines import train
+from latentops.pipelines.report import markdown_table
 from latentops.pipelines.runner import Runner
 
 from .tiny import tiny_config
@@ -39,6 +40,11 @@ def test_run_writes_its_outputs(tmp_path):
     assert summary["steps"] == 6
     for key in ("mean_distance", "smoothness", "test_mse", "probe_accuracy", "clustering_accuracy"):
         assert isinstance(summary[key], float), key
+    assert isinstance(summary["degenerate_pairs"], int)
+    definitions = ("interpolation_pairs", "mean_distance_definition", "smoothness_degenerate")
+    assert [summary[key] for key in definitions] == ["random", "acai", "acai"]  # ACAI's, by default
+    table = markdown_table([{"dir": run, "summary": summary}])
+    assert "| Mean Distance defined as | acai |" in table and "| Interpolation pairs | random |" in table
     kinds = [r["kind"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
     assert kinds.count("eval") == 2 and kinds.count("train") == 6
 

@@ -7,6 +7,7 @@ import dataclasses
 from latentops.data import DATASETS
 from latentops.models import MODELS
 from latentops.pipelines import run_options as run
+from latentops.pipelines.autoencoders.interpolation import DEGENERATE, DISTANCES, PAIRS
 from latentops.pipelines.options import COUNT, POSITIVE, Check, option
 
 
@@ -49,6 +50,17 @@ class TrainConfig:
     checkpoint_every: int | None = run.checkpoint_every()
     log_every: int = run.log_every()
     eval_pairs: int = option(256, check=COUNT, help="interpolation pairs per evaluation")
+    interpolation_pairs: str = option(
+        "random",
+        choices=PAIRS,
+        help="lines: pairs of random test lines (ACAI) or of each line and it turned by 45-135°",
+    )
+    mean_distance: str = option(
+        "acai", choices=DISTANCES, help="lines: cosine of raw images (ACAI) or of images shifted to [0, 1] (strokes)"
+    )
+    smoothness_degenerate: str = option(
+        "acai", choices=DEGENERATE, help="lines: a pair with no rotation scores 0 (ACAI) or 1 (worst)"
+    )
     eval_images: int = option(1024, check=COUNT, help="test images whose reconstruction error each evaluation reports")
     kmeans_restarts: int = option(100, check=COUNT)
     probe_images: int = option(10_000, check=COUNT, help="training images for the frozen-latent classifier")

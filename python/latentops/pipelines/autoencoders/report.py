@@ -21,6 +21,11 @@ MODEL_ORDER = list(DISPLAY_NAMES)
 LINES_ROWS = [
     Row("mean_distance", "Mean Distance (×10⁻³)", lambda v: f"{1e3 * v:.2f}"),
     Row("smoothness", "Smoothness", lambda v: f"{v:.2f}"),
+    Row("degenerate_pairs", "Smoothness: pairs with no rotation", str),
+    # Which definition each column used (`latentops train --help`; ACAI's are "acai" and "random").
+    Row("mean_distance_definition", "Mean Distance defined as", str),
+    Row("smoothness_degenerate", "Smoothness: a pair with no rotation scores as", str),
+    Row("interpolation_pairs", "Interpolation pairs", str),
 ]
 ROWS = [
     Row("probe_accuracy", "Single-layer classifier accuracy (%)", lambda v: f"{100 * v:.1f}"),

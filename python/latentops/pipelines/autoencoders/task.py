@@ -86,11 +86,13 @@ class AutoencoderTask(Task):
         plots.save_frames(decoded[:_GRID_PAIRS], run_dir / FRAMES_PNG)
         metrics = {"test_mse": test_mse}
         if config.dataset == "lines":
-            metrics.update(interpolation_metrics(decoded))
+            metrics.update(
+                interpolation_metrics(decoded, distance=config.mean_distance, degenerate=config.smoothness_degenerate)
+            )
         return metrics
 
     def _pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.config.dataset == "lines":
+        if self.config.dataset == "lines" and self.config.interpolation_pairs == "turns":
             start, end = lines.interpolation_pair_angles(self.config.eval_pairs)
             return lines.draw_lines(start), lines.draw_lines(end)
         test_images, _ = self.dataset.test_set()
@@ -102,6 +104,10 @@ class AutoencoderTask(Task):
         metrics = {"latent_map": f"{height >> self.scales}×{width >> self.scales}×{self.config.latent}"}
         if self.model_options:
             metrics["model_options"] = self.model_options
+        if self.config.dataset == "lines":  # which definitions the interpolation metrics used
+            metrics["interpolation_pairs"] = self.config.interpolation_pairs
+            metrics["mean_distance_definition"] = self.config.mean_distance
+            metrics["smoothness_degenerate"] = self.config.smoothness_degenerate
         trains = [r for r in records if r["kind"] == "train"]
         if trains:
             metrics["train_mse"] = trains[-1].get("loss/mse")
