@@ -21,6 +21,7 @@ def tiny_config(out, model="baseline", **overrides) -> TrainConfig:
         eval_images=64,
         downstream=False,
         kmeans_restarts=2,
+        cluster_images=200,
         probe_images=200,
         progress=False,
     )

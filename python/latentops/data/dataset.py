@@ -64,9 +64,13 @@ class LinesDataset(ImageDataset):
         angles = _rank_rows(lines.random_angles(batch_size, generator), rank, world)
         return lines.draw_lines(angles), lines.angle_labels(angles)
 
+    def test_angles(self) -> torch.Tensor:
+        """The angles of the test set's lines (float64), in its order."""
+        return lines.test_angles(self.test_count)
+
     def test_set(self):
         if self._test is None:  # drawn once: evaluations reuse it
-            angles = lines.test_angles(self.test_count)
+            angles = self.test_angles()
             self._test = lines.draw_lines(angles), lines.angle_labels(angles)
         return self._test
 

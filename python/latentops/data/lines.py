@@ -40,9 +40,10 @@ def draw_lines(angles: torch.Tensor) -> torch.Tensor:
     return (2.0 * coverage - 1.0).reshape(*angles.shape, 1, SIZE, SIZE)
 
 
-def angle_labels(angles: torch.Tensor) -> torch.Tensor:
-    """int64 class ⌊10·θ/2π⌋ of angles in [0, 2π) (other angles are wrapped first)."""
-    wrapped = torch.remainder(angles.double(), 2 * math.pi)
+def angle_labels(angles: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
+    """int64 class ⌊10·(θ − offset)/2π⌋ of angles (wrapped to [0, 2π) after the offset): ten bins
+    of 36°, the first starting at `offset`."""
+    wrapped = torch.remainder(angles.double() - offset, 2 * math.pi)
     return (wrapped * (NUM_CLASSES / (2 * math.pi))).long().clamp_(0, NUM_CLASSES - 1)
 
 

@@ -7,6 +7,7 @@ import dataclasses
 from latentops.data import DATASETS
 from latentops.models import MODELS
 from latentops.pipelines import run_options as run
+from latentops.pipelines.autoencoders.downstream import CLUSTERINGS
 from latentops.pipelines.autoencoders.interpolation import DEGENERATE, DISTANCES, PAIRS
 from latentops.pipelines.options import COUNT, POSITIVE, Check, option
 
@@ -62,7 +63,14 @@ class TrainConfig:
         "acai", choices=DEGENERATE, help="lines: a pair with no rotation scores 0 (ACAI) or 1 (worst)"
     )
     eval_images: int = option(1024, check=COUNT, help="test images whose reconstruction error each evaluation reports")
-    kmeans_restarts: int = option(100, check=COUNT)
+    clustering: str = option(
+        "acai",
+        choices=CLUSTERINGS,
+        help="acai: k-means (random init) on whitened training latents, scored on the test set (ACAI); "
+        "test: k-means++ fit and scored on the test latents",
+    )
+    kmeans_restarts: int = option(1000, check=COUNT, help="k-means seedings (ACAI: 1000)")
+    cluster_images: int = option(60_000, check=COUNT, help="training images k-means is fit on (--clustering acai)")
     probe_images: int = option(10_000, check=COUNT, help="training images for the frozen-latent classifier")
     downstream: bool = option(True, help="skip the final classifier and clustering evaluation")
     resume: bool = run.resume()

@@ -10,7 +10,14 @@ from latentops.data import ImageDataset, lines, load_dataset
 from latentops.models import acai_latent_width, build_model, default_scales, parse_model_options
 from latentops.pipelines import plots
 from latentops.pipelines.autoencoders.config import TrainConfig
-from latentops.pipelines.autoencoders.downstream import clustering_accuracy, encode_all, linear_probe_accuracy
+from latentops.pipelines.autoencoders.downstream import (
+    BIN_OFFSETS,
+    circular_matched_accuracy,
+    cluster_latents,
+    encode_all,
+    linear_probe_accuracy,
+    matched_accuracy,
+)
 from latentops.pipelines.autoencoders.interpolation import FRAMES, decode_interpolations, interpolation_metrics
 from latentops.pipelines.autoencoders.report import FRAMES_PNG, AutoencoderReport
 from latentops.pipelines.task import Task, Training
@@ -117,14 +124,31 @@ class AutoencoderTask(Task):
 
     def _downstream(self) -> dict:
         """ACAI §4: a single-layer classifier and k-means on the frozen latents."""
-        train_images, train_labels = self.dataset.probe_train_set(self.config.probe_images)
+        config, classes = self.config, self.dataset.num_classes
+        acai = config.clustering == "acai"
+        count = max(config.probe_images, config.cluster_images if acai else 0)
+        train_images, train_labels = self.dataset.probe_train_set(count)
         test_images, test_labels = self.dataset.test_set()
         train_z = encode_all(self.model, train_images, self.device)
         test_z = encode_all(self.model, test_images, self.device)
-        classes = self.dataset.num_classes
+        probe = config.probe_images
+        clusters = cluster_latents(
+            test_z,
+            classes,
+            train_z=train_z[: config.cluster_images] if acai else None,
+            restarts=config.kmeans_restarts,
+            seed=config.seed,
+        )
+        definition = config.clustering
+        if config.dataset == "lines":
+            accuracy = circular_matched_accuracy(clusters, self.dataset.test_angles(), classes)
+            definition += f", best of {BIN_OFFSETS} bin offsets"
+        else:
+            accuracy = matched_accuracy(clusters, test_labels, classes)
         return {
-            "probe_accuracy": linear_probe_accuracy(train_z, train_labels, test_z, test_labels, classes),
-            "clustering_accuracy": clustering_accuracy(
-                test_z, test_labels, classes, restarts=self.config.kmeans_restarts, seed=self.config.seed
+            "probe_accuracy": linear_probe_accuracy(
+                train_z[:probe], train_labels[:probe], test_z, test_labels, classes
             ),
+            "clustering_accuracy": accuracy,
+            "clustering_definition": definition,
         }
