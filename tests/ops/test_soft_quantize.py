@@ -389,3 +389,33 @@ def test_issue10_nan_policy(backend, gen):
     keep_c = torch.tensor([0, 1, 2, 4], device=device)
     torch.testing.assert_close(out, latentops.soft_quantize(z, c[keep_c], 1.0, backend=backend))
     assert latentops.soft_quantize(z, c, 1.0, torch.full((5,), -inf, device=device), backend=backend).isnan().all()
+
+
+@pytest.mark.parametrize("layout", PRECISION_LAYOUTS, ids=lambda p: "float" if p is None else p.name)
+def test_a_log_prior_per_vector_matches_the_formula_and_its_gradients(layout, gen):
+    # b of shape (N, K), e.g. Wu & Flierl's −½·log s_nk: the torch reference runs it.
+    n, k, d = 13, 7, 5
+    z, c, s, _ = testing.soft_quantize_sample(n, k, d, precision_layout=layout, generator=gen, dtype=torch.float64)
+    b = torch.randn(n, k, generator=gen, dtype=torch.float64)
+    for t in (z, c, s, b):
+        if isinstance(t, torch.Tensor):
+            t.requires_grad_(True)
+    torch.testing.assert_close(latentops.soft_quantize(z, c, s, b), _plain(z, c, s, b))
+    assert torch.autograd.gradcheck(latentops.soft_quantize, (z, c, s, b))
+    # Leading dims stand for N, and the float32 call on the CPU also takes the reference.
+    z3 = z.detach().float().reshape(1, n, d)
+    got = latentops.soft_quantize(z3, c.detach().float(), 1.0, b.detach().float().reshape(1, n, k))
+    torch.testing.assert_close(
+        got.reshape(n, d).double(), _plain(z.detach(), c.detach(), 1.0, b.detach()), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_a_log_prior_per_vector_poisons_only_its_row_and_names_the_backends_it_needs():
+    z, c, b = torch.randn(4, 3), torch.randn(5, 3), torch.zeros(4, 5)
+    b[2, 1] = float("nan")
+    out = latentops.soft_quantize(z, c, 1.0, b)
+    assert out[2].isnan().all() and out[[0, 1, 3]].isfinite().all()
+    with pytest.raises(ValueError, match=r"backend 'cpu' takes a log_prior of shape \(K,\).*backend='torch'"):
+        latentops.soft_quantize(z, c, 1.0, torch.zeros(4, 5), backend="cpu")
+    with pytest.raises(ValueError, match=r"log_prior must have shape \(K,\) = \(5,\) or \(N, K\) = \(4, 5\)"):
+        latentops.soft_quantize(z, c, 1.0, torch.zeros(3, 5))

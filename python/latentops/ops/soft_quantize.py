@@ -51,7 +51,7 @@ def soft_quantize(
     backend: str | None = None,
     return_probs: bool = False,
 ):
-    """ẑ_n = Σ_k p_nk c_k with p_n = softmax_k(−½·s_nk·‖z_n − c_k‖² + b_k).
+    """ẑ_n = Σ_k p_nk c_k with p_n = softmax_k(−½·s_nk·‖z_n − c_k‖² + b_nk).
 
     Args:
         z: (..., D) float tensor (float32, float16, bfloat16; float64 runs on the torch reference).
@@ -61,7 +61,10 @@ def soft_quantize(
             may stand for N: (..., 1) or (..., K)). Differentiable when a tensor. A tensor is
             checked by value: one device-to-host sync for a CUDA tensor; skipped while
             torch.compile traces (the kernels' results for a bad s are then unspecified).
-        log_prior: None or (K,): b, the log prior of the centroids (differentiable).
+        log_prior: None, (K,): b, the log prior of the centroids, or (N, K) (z's leading dims may
+            stand for N): one per vector, e.g. Wu & Flierl's −½·log s_nk (differentiable). The
+            kernels take (K,); an (N, K) log_prior runs on the torch reference (automatically; a
+            named other backend is a ValueError).
         accuracy: "exact" (default): fp32-accurate dot products (3xTF32 on GPU tensor cores, fp32
             FMA on the CPU); "fast": one tf32 tensor-core product on the GPU (~3e-4 relative error
             in the distances, scaled by s). The CPU and torch backends are always exact.
@@ -93,10 +96,23 @@ def soft_quantize(
     if log_prior is not None:
         check_tensor("log_prior", log_prior)
         check_same_device(z=z, log_prior=log_prior)
-        if tuple(log_prior.shape) != (k,):
-            raise ValueError(f"log_prior must have shape (K,) = ({k},), got {tuple(log_prior.shape)}")
+        shape = tuple(log_prior.shape)
+        if shape in ((k,), (1, k)):
+            log_prior = log_prior.reshape(k)
+        elif shape in ((n, k), (*lead, k)):
+            log_prior = log_prior.reshape(n, k)
+        else:
+            raise ValueError(
+                f"log_prior must have shape (K,) = ({k},) or (N, K) = ({n}, {k}) with N the vectors of z, got {shape}"
+            )
         log_prior = log_prior.to(acc).contiguous()
     chosen = KERNELS.resolve(backend, z.device, dtype)
+    if log_prior is not None and log_prior.dim() == 2 and chosen != "torch":
+        if backend is not None:
+            raise ValueError(
+                f"backend {backend!r} takes a log_prior of shape (K,); an (N, K) log_prior runs on backend='torch'"
+            )
+        chosen = "torch"
     z2, c = z.reshape(n, d).to(dtype), codebook.to(dtype)
     if isinstance(precision, (int, float)) and precision > torch.finfo(acc).max:
         raise ValueError(f"precision must be finite in the compute dtype {acc}, got {precision!r}")
@@ -114,8 +130,9 @@ def soft_quantize(
 def _non_finite_rows(z: torch.Tensor, codebook: torch.Tensor, log_prior: torch.Tensor | None) -> torch.Tensor:
     """(N,) bool: the rows the NaN policy makes NaN (computed on the device: no sync)."""
     bad = ~z.isfinite().all(1) | ~codebook.isfinite().all()
-    if log_prior is not None:
-        bad = bad | (log_prior.isnan() | (log_prior == math.inf)).any()
+    if log_prior is not None:  # a (K,) prior poisons every row, an (N, K) one its own row
+        poison = log_prior.isnan() | (log_prior == math.inf)
+        bad = bad | (poison.any(1) if log_prior.dim() == 2 else poison.any())
     return bad
 
 
@@ -279,7 +296,7 @@ def _backward_fake(
         z.new_empty(z.shape, dtype=acc),
         codebook.new_empty(codebook.shape, dtype=acc),
         s.new_empty(s.shape if need_grad_s else (0,), dtype=acc),
-        z.new_empty((codebook.shape[0],) if need_grad_log_prior else (0,), dtype=acc),
+        z.new_empty(log_prior.shape if need_grad_log_prior else (0,), dtype=acc),
     )
 
 

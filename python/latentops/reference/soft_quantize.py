@@ -1,6 +1,8 @@
 """Reference posterior-mean soft quantization (Wu & Flierl, AAAI 2020).
 
-l_nk = −½·s_nk·‖z_n − c_k‖² + b_k,  p_nk = softmax_k(l_nk),  ẑ_n = Σ_k p_nk c_k.
+l_nk = −½·s_nk·‖z_n − c_k‖² + b_nk,  p_nk = softmax_k(l_nk),  ẑ_n = Σ_k p_nk c_k.
+
+b is None, (K,) (the same for every row) or (N, K).
 
 `s` is given in one of the kernels' layouts (latentops.kernel_enums.PrecisionLayout): SCALAR (1,),
 PER_ROW (N,), PER_CENTROID (K,) or FULL (N, K).
@@ -43,7 +45,7 @@ def _logits(z, c, c_sq, s, s_layout, log_prior, start, stop):
     dist = (zc.square().sum(1, keepdim=True) + c_sq - 2.0 * zc @ c.T).clamp_min_(0.0)
     logits = -0.5 * _s_rows(s, s_layout, start, stop) * dist
     if log_prior is not None:
-        logits = logits + log_prior
+        logits = logits + (log_prior[start:stop] if log_prior.dim() == 2 else log_prior)
     return logits, dist
 
 
@@ -83,7 +85,7 @@ def soft_quantize_backward(
     grad_z = torch.empty_like(zc)
     grad_c = torch.zeros_like(c)
     grad_s = torch.zeros_like(s) if need_grad_s else None
-    grad_b = torch.zeros(c.shape[0], dtype=acc, device=z.device) if need_grad_log_prior else None
+    grad_b = torch.zeros_like(log_prior) if need_grad_log_prior else None
     for start, stop in _chunks(z.shape[0], c.shape[0]):
         logits, dist = _logits(zc, c, c_sq, s, s_layout, log_prior, start, stop)
         p = torch.exp(logits - lse[start:stop].to(acc).unsqueeze(1))
@@ -96,7 +98,9 @@ def soft_quantize_backward(
         # −Σ_k a s (z − c) for z and +Σ_n a s (z − c) for c: shift-invariant, so centred z, c do.
         grad_z[start:stop] = -(a_s.sum(1, keepdim=True) * zc[start:stop] - a_s @ c)
         grad_c += p.T @ g + a_s.T @ zc[start:stop] - a_s.sum(0).unsqueeze(1) * c
-        if grad_b is not None:
+        if grad_b is not None and grad_b.dim() == 2:
+            grad_b[start:stop] = a
+        elif grad_b is not None:
             grad_b += a.sum(0)
         if grad_s is not None:
             if s_layout in (SCALAR, PER_ROW):  # Σ_k a = 0: the same sums with far less cancellation
