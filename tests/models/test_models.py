@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import latentops
 from latentops.models import MODELS, build_model, default_scales
 
 
@@ -15,7 +16,8 @@ def test_every_model_trains_each_group_on_its_own_loss(name, shape):
     )
     x = torch.rand(4, *shape) * 2 - 1
     z = model.encode(x)
-    assert z.shape == (4, 2, 4, 4)
+    # softvq-paper's latent is one global vector and its precision head's output: (z, h)
+    assert z.shape == ((4, 64 + 128) if name == "softvq-paper" else (4, 2, 4, 4))
     assert model.decode(z).shape == x.shape
     groups = model.param_groups()
     everything = [p for params in groups.values() for p in params]
@@ -57,3 +59,56 @@ def test_bad_arguments_are_named(kwargs, match):
         build_model("baseline", (1, 32, 32), **kwargs)
     with pytest.raises(ValueError, match="model"):
         build_model("gan", (1, 32, 32))
+
+
+def test_paper_soft_vq_posterior_is_wu_and_flierls():
+    # p_k ∝ exp(−½·s_k·‖z − c_k‖²)/√s_k with s_k = exp(−2·h_k), normalized after the factor.
+    torch.manual_seed(0)
+    model = build_model("softvq-paper", (1, 32, 32), depth=4, latent=2, code_dim=5, codebook_size=7).eval()
+    code = torch.randn(3, 5 + 7)
+    z, h = code[:, :5].double(), code[:, 5:].double()
+    c = model.quantizer.codebook.detach().double()
+    s = torch.exp(-2 * h)
+    weights = torch.exp(-0.5 * s * torch.cdist(z, c).square()) / s.sqrt()
+    z_hat = (weights / weights.sum(1, keepdim=True)) @ c
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(code), model._decode_quantized(z_hat.float()), atol=1e-5, rtol=1e-5)
+
+
+def test_paper_soft_vq_precision_head_gradient():
+    # The bottleneck as a function of the precision head's output h (s = exp(−2h), b = h), float64.
+    gen = torch.Generator().manual_seed(1)
+    z, c = torch.randn(4, 3, generator=gen, dtype=torch.float64), torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    h = torch.randn(4, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda h: latentops.soft_quantize(z, c, torch.exp(-2 * h), h), (h,))
+
+
+def test_paper_soft_vq_straight_through():
+    # The decoder's input is ẑ in value; the reconstruction gradient goes to z unchanged and to
+    # neither the codebook nor the precision head (they learn from the VQ losses only).
+    torch.manual_seed(0)
+    model = build_model("softvq-paper", (1, 32, 32), depth=4, latent=2, code_dim=5, codebook_size=7)
+    code = torch.randn(3, 12, requires_grad=True)
+    out = model._quantize(code)
+    g = torch.randn(3, 5)
+    out.quantized.backward(g)
+    torch.testing.assert_close(code.grad[:, :5], g)
+    assert not code.grad[:, 5:].any() and model.quantizer.codebook.grad is None
+    with torch.no_grad():
+        model.eval()
+        assert torch.allclose(
+            model._quantize(code).quantized,
+            latentops.soft_quantize(code[:, :5], model.quantizer.codebook, torch.exp(-2 * code[:, 5:]), code[:, 5:]),
+        )
+
+
+def test_paper_soft_vq_probes_z_and_keeps_the_data_variance():
+    torch.manual_seed(0)
+    model = build_model("softvq-paper", (1, 32, 32), depth=4, latent=2, code_dim=5, codebook_size=7)
+    x = torch.rand(6, 1, 32, 32) * 2 - 1
+    assert model.probe_latent(x).shape == (6, 5) and model.encode(x).shape == (6, 12)
+    model.losses(x)
+    assert model.data_variance.item() == pytest.approx(x.double().var().item(), rel=1e-6)
+    model.losses(x * 2)  # the first batch's, kept (and saved with the model)
+    assert model.data_variance.item() == pytest.approx(x.double().var().item(), rel=1e-6)
+    assert "data_variance" in model.state_dict()

@@ -1,5 +1,6 @@
 """The autoencoder zoo through the runner: outputs, exact resume after an interruption, refusals."""
 
+import dataclasses
 import json
 
 import pytest
@@ -148,3 +149,11 @@ def test_acai_latent_map_on_lines(tmp_path, model, latent_map):
     summary = train(tiny_config(tmp_path / "a", model=model, steps=2, eval_every=2))
     assert summary["latent_map"] == latent_map
     assert train(tiny_config(tmp_path / "b", model=model, steps=2, eval_every=2, scales=1))["latent_map"] == "16×16×2"
+
+
+def test_the_paper_soft_vq_trains_and_is_probed_on_z(tmp_path):
+    config = tiny_config(tmp_path / "a", model="softvq-paper", steps=2, eval_every=2, downstream=True)
+    summary = train(dataclasses.replace(config, model_option="code_dim=6,codebook_size=9"))
+    assert summary["model_options"] == {"code_dim": 6, "codebook_size": 9}
+    for key in ("mean_distance", "smoothness", "probe_accuracy", "clustering_accuracy"):
+        assert isinstance(summary[key], float), key

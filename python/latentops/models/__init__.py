@@ -10,7 +10,7 @@ import typing
 from latentops.models.adversarial import ACAI, AdversarialAutoencoder
 from latentops.models.backbone import Critic, Decoder, Encoder
 from latentops.models.base import Autoencoder, Losses
-from latentops.models.quantized import VQVAE, SoftVQAutoencoder
+from latentops.models.quantized import VQVAE, PaperSoftVQAutoencoder, SoftVQAutoencoder
 from latentops.models.regularized import VAE, DenoisingAutoencoder, DropoutAutoencoder
 
 MODELS = {
@@ -21,6 +21,7 @@ MODELS = {
     "aae": AdversarialAutoencoder,
     "vqvae": VQVAE,
     "softvq": SoftVQAutoencoder,
+    "softvq-paper": PaperSoftVQAutoencoder,
     "acai": ACAI,
 }
 
@@ -117,6 +118,7 @@ __all__ = [
     "DropoutAutoencoder",
     "Encoder",
     "Losses",
+    "PaperSoftVQAutoencoder",
     "SoftVQAutoencoder",
     "acai_latent_width",
     "build_model",

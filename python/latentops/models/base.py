@@ -45,6 +45,11 @@ class Autoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
+    def probe_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """What the downstream evaluation (classifier, clustering) reads: encode(x), unless a model's
+        paper evaluates another tensor."""
+        return self.encode(x)
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters per optimizer, each stepped on its own loss of `losses`."""
         return {"autoencoder": list(self.parameters())}

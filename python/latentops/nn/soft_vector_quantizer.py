@@ -38,9 +38,11 @@ class SoftVectorQuantizer(nn.Module):
             exactly, with the identity gradient to z) instead of ẑ with its full gradient.
         accuracy: "exact" or "fast" (tf32 tensor cores on GPUs), as for latentops.soft_quantize.
 
-    forward(z, precision=None, hard=False) -> SoftVQOutput(quantized, loss, perplexity):
+    forward(z, precision=None, hard=False, log_prior=None) -> SoftVQOutput(quantized, loss, perplexity):
         precision: optional tensor from the encoder (a per-sample precision head) of shape (N, 1) /
-            (..., 1) or (N, K) / (..., K), overriding the module's. hard=True in eval mode returns
+            (..., 1) or (N, K) / (..., K), overriding the module's. log_prior: optional (K,) or
+            (N, K) / (..., K) tensor b added to the logits (Wu & Flierl's code: −½·log s_nk, the
+            1/√s factor of their posterior); see latentops.soft_quantize. hard=True in eval mode returns
             the nearest codeword instead of the posterior mean. The perplexity is estimated from the
             posteriors of at most 4096 of the batch's vectors, without an N×K matrix.
 
@@ -91,7 +93,13 @@ class SoftVectorQuantizer(nn.Module):
             f"beta={self.beta}, straight_through={self.straight_through}, accuracy={self.accuracy!r}"
         )
 
-    def forward(self, z: torch.Tensor, precision: torch.Tensor | None = None, hard: bool = False) -> SoftVQOutput:
+    def forward(
+        self,
+        z: torch.Tensor,
+        precision: torch.Tensor | None = None,
+        hard: bool = False,
+        log_prior: torch.Tensor | None = None,
+    ) -> SoftVQOutput:
         if not isinstance(z, torch.Tensor) or not z.is_floating_point():
             raise TypeError(f"z must be a float tensor, got {getattr(z, 'dtype', type(z).__name__)}")
         if z.dim() < 1 or z.shape[-1] != self.dim:
@@ -104,7 +112,7 @@ class SoftVectorQuantizer(nn.Module):
             noisy = z
             if self.training and self.noise_std > 0:
                 noisy = z + self.noise_std * torch.randn_like(z)
-            z_hat = soft_quantize(noisy, self.codebook, _finite_or_one(s), accuracy=self.accuracy)
+            z_hat = soft_quantize(noisy, self.codebook, _finite_or_one(s), log_prior, accuracy=self.accuracy)
         # A row without a posterior is NaN whatever the backend makes of it (nearest_centroid
         # gives it index 0; a kernel may return a codeword): never a value that looks valid.
         z_hat = torch.where(_finite_rows(z, None if hard and not self.training else s), z_hat, float("nan"))
@@ -114,10 +122,10 @@ class SoftVectorQuantizer(nn.Module):
         # ẑ + (z − sg(z)) rather than z + sg(ẑ − z): the value is ẑ exactly, the gradient to z the
         # identity.
         quantized = z_hat.detach() + (z - z.detach()) if self.straight_through else z_hat
-        return SoftVQOutput(quantized, loss, self._perplexity(z, s))
+        return SoftVQOutput(quantized, loss, self._perplexity(z, s, log_prior))
 
     @torch.no_grad()
-    def _perplexity(self, z: torch.Tensor, s) -> torch.Tensor:
+    def _perplexity(self, z: torch.Tensor, s, log_prior: torch.Tensor | None = None) -> torch.Tensor:
         flat = z.reshape(-1, self.dim)
         n = flat.shape[0]
         if n == 0:
@@ -126,7 +134,15 @@ class SoftVectorQuantizer(nn.Module):
         per_row = _per_row(s, z)
         if per_row is not None:  # a per-sample precision: the chosen rows' own
             s = per_row[rows]
-        _, probs = soft_quantize(flat[rows].float(), self.codebook.float(), _finite_or_one(s), return_probs=True)
+        if log_prior is not None and log_prior.numel() > self.codebook_size:  # per vector: the chosen rows' own
+            log_prior = log_prior.reshape(-1, self.codebook_size)[rows]
+        _, probs = soft_quantize(
+            flat[rows].float(),
+            self.codebook.float(),
+            _finite_or_one(s),
+            None if log_prior is None else log_prior.float(),
+            return_probs=True,
+        )
         # Rows without a posterior (a NaN/inf in z or in their precision) are left out, whatever
         # a kernel made of them.
         usable = torch.isfinite(probs).all(1, keepdim=True) & _finite_rows(flat[rows], s)

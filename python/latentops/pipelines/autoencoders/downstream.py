@@ -14,12 +14,13 @@ from latentops.kmeans import kmeans
 
 @torch.no_grad()
 def encode_all(model, images: torch.Tensor, device, batch_size: int = 1024) -> torch.Tensor:
-    """Flattened latents (N, D) float32 of `images`, encoded in eval mode batch by batch, on device."""
+    """Flattened latents (N, D) float32 of `images` (model.probe_latent), in eval mode batch by
+    batch, on device."""
     was_training = model.training
     model.eval()
     try:
         parts = [
-            model.encode(images[i : i + batch_size].to(device)).flatten(1).float()
+            model.probe_latent(images[i : i + batch_size].to(device)).flatten(1).float()
             for i in range(0, images.shape[0], batch_size)
         ]
     finally:

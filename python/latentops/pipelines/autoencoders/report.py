@@ -15,6 +15,7 @@ DISPLAY_NAMES = {
     "aae": "AAE",
     "vqvae": "VQ-VAE",
     "softvq": "Soft-VQ",
+    "softvq-paper": "Soft-VQ (paper)",
     "acai": "ACAI",
 }
 MODEL_ORDER = list(DISPLAY_NAMES)
