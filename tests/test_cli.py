@@ -146,6 +146,8 @@ def test_every_field_is_an_option_and_switches_flip_the_default():
         "2",
         "--cluster-images",
         "50",
+        "--classifier",
+        "lbfgs",
         "--probe-images",
         "10",
         "--no-downstream",

@@ -157,3 +157,23 @@ def test_the_paper_soft_vq_trains_and_is_probed_on_z(tmp_path):
     assert summary["model_options"] == {"code_dim": 6, "codebook_size": 9}
     for key in ("mean_distance", "smoothness", "probe_accuracy", "clustering_accuracy"):
         assert isinstance(summary[key], float), key
+
+
+def test_the_online_classifier_learns_from_stopped_latents_only(tmp_path):
+    from latentops.pipelines.autoencoders.task import AutoencoderTask
+
+    task = AutoencoderTask(tiny_config(tmp_path / "a"))
+    training = task.build(torch.device("cpu"))
+    assert set(training.groups) == {"autoencoder", "classifier"}
+    assert training.groups["classifier"] == list(task.model.online_classifier.parameters())
+    losses = task.losses(task.batch(0, 0, 1))
+    encoder = list(task.model.encoder.parameters())
+    grads = torch.autograd.grad(losses.per_group["classifier"], encoder, allow_unused=True)
+    assert all(g is None for g in grads)  # ACAI's tf.stop_gradient: the encoder learns nothing from it
+    summary = train(tiny_config(tmp_path / "b"))
+    assert summary["classifier_definition"] == "online" and 0.0 <= summary["probe_accuracy"] <= 1.0
+    records = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert all("loss/classifier" in r for r in records if r["kind"] == "train")
+    assert all("probe_accuracy" in r for r in records if r["kind"] == "eval")
+    lbfgs = train(tiny_config(tmp_path / "c", classifier="lbfgs", downstream=True))
+    assert lbfgs["classifier_definition"] == "lbfgs" and 0.0 <= lbfgs["probe_accuracy"] <= 1.0

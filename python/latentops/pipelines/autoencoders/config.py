@@ -7,7 +7,7 @@ import dataclasses
 from latentops.data import DATASETS
 from latentops.models import MODELS
 from latentops.pipelines import run_options as run
-from latentops.pipelines.autoencoders.downstream import CLUSTERINGS
+from latentops.pipelines.autoencoders.downstream import CLASSIFIERS, CLUSTERINGS
 from latentops.pipelines.autoencoders.interpolation import DEGENERATE, DISTANCES, PAIRS
 from latentops.pipelines.options import COUNT, POSITIVE, Check, option
 
@@ -71,7 +71,13 @@ class TrainConfig:
     )
     kmeans_restarts: int = option(1000, check=COUNT, help="k-means seedings (ACAI: 1000)")
     cluster_images: int = option(60_000, check=COUNT, help="training images k-means is fit on (--clustering acai)")
-    probe_images: int = option(10_000, check=COUNT, help="training images for the frozen-latent classifier")
+    classifier: str = option(
+        "online",
+        choices=CLASSIFIERS,
+        help="online: one dense layer trained with the autoencoder on stop-gradient latents, Adam at --lr, "
+        "scored at each evaluation (ACAI); lbfgs: fit by L-BFGS on standardized latents after training",
+    )
+    probe_images: int = option(10_000, check=COUNT, help="training images for --classifier lbfgs")
     downstream: bool = option(True, help="skip the final classifier and clustering evaluation")
     resume: bool = run.resume()
     progress: bool = run.progress()

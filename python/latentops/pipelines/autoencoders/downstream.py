@@ -61,6 +61,10 @@ def linear_probe_accuracy(
     return float((predictions == test_y.cpu()).double().mean())
 
 
+CLASSIFIERS = {
+    "online": "one dense layer trained with the autoencoder on stop-gradient latents (ACAI)",
+    "lbfgs": "one dense layer fit by L-BFGS on standardized frozen latents after training",
+}
 CLUSTERINGS = {
     "acai": "k-means (random init) fit on training latents whitened by their SVD, scored on the test latents (ACAI)",
     "test": "k-means++ fit and scored on the unwhitened test latents",

@@ -30,6 +30,7 @@ LINES_ROWS = [
 ]
 ROWS = [
     Row("probe_accuracy", "Single-layer classifier accuracy (%)", lambda v: f"{100 * v:.1f}"),
+    Row("classifier_definition", "Classifier trained", str),
     Row("clustering_accuracy", "Clustering accuracy (%)", lambda v: f"{100 * v:.1f}"),
     Row("clustering_definition", "Clustering defined as", str),
     Row("test_mse", "Test reconstruction MSE", lambda v: f"{v:.4f}"),

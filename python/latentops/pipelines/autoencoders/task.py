@@ -35,7 +35,7 @@ class AutoencoderTask(Task):
         "the P processes share each global batch (gloo on CPU, nccl on CUDA)."
     )
     config_class = TrainConfig
-    identity = ("model", "dataset", "model_option", "latent", "depth", "scales", "lr")
+    identity = ("model", "dataset", "model_option", "latent", "depth", "scales", "lr", "classifier")
     progress_loss = "mse"
     report = AutoencoderReport()
 
@@ -62,17 +62,34 @@ class AutoencoderTask(Task):
             latent=config.latent,
             scales=self.scales,
             **self.model_options,
-        ).to(device)
+        )
+        if config.classifier == "online":
+            # ACAI's single-layer classifier, trained with the autoencoder on stop-gradient latents
+            # by its own Adam: a submodule, so that checkpoints and ranks carry it.
+            with torch.no_grad():
+                width = self.model.probe_latent(torch.zeros(1, *self.dataset.image_shape)).numel()
+            self.model.online_classifier = torch.nn.Linear(width, self.dataset.num_classes)
+        self.model.to(device)
         groups = self.model.param_groups()
+        if config.classifier == "online":
+            own = {id(p) for p in self.model.online_classifier.parameters()}
+            groups = {name: [p for p in params if id(p) not in own] for name, params in groups.items()}
+            groups["classifier"] = list(self.model.online_classifier.parameters())
         optimizers = {name: torch.optim.Adam(params, lr=config.lr) for name, params in groups.items()}
         return Training(self.model, groups, optimizers)
 
-    def batch(self, step: int, rank: int, world: int) -> torch.Tensor:
-        images, _ = self.dataset.train_batch(step, self.config.batch_size, self.config.seed, rank, world)
-        return images.to(self.device, non_blocking=True)
+    def batch(self, step: int, rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.dataset.train_batch(step, self.config.batch_size, self.config.seed, rank, world)
+        return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
-    def losses(self, batch: torch.Tensor):
-        return self.model.losses(batch)
+    def losses(self, batch: tuple[torch.Tensor, torch.Tensor]):
+        images, labels = batch
+        losses = self.model.losses(images)
+        if self.config.classifier == "online":
+            logits = self.model.online_classifier(self.model.probe_latent(images).detach().flatten(1))
+            cross_entropy = torch.nn.functional.cross_entropy(logits, labels)
+            losses.per_group["classifier"] = cross_entropy
+        return losses
 
     @torch.no_grad()
     def evaluate(self, step: int, run_dir) -> dict:
@@ -92,6 +109,8 @@ class AutoencoderTask(Task):
         )
         plots.save_frames(decoded[:_GRID_PAIRS], run_dir / FRAMES_PNG)
         metrics = {"test_mse": test_mse}
+        if config.classifier == "online":  # ACAI reports it at every evaluation, on the whole test set
+            metrics["probe_accuracy"] = self._online_accuracy()
         if config.dataset == "lines":
             metrics.update(
                 interpolation_metrics(decoded, distance=config.mean_distance, degenerate=config.smoothness_degenerate)
@@ -111,6 +130,7 @@ class AutoencoderTask(Task):
         metrics = {"latent_map": f"{height >> self.scales}×{width >> self.scales}×{self.config.latent}"}
         if self.model_options:
             metrics["model_options"] = self.model_options
+        metrics["classifier_definition"] = self.config.classifier
         if self.config.dataset == "lines":  # which definitions the interpolation metrics used
             metrics["interpolation_pairs"] = self.config.interpolation_pairs
             metrics["mean_distance_definition"] = self.config.mean_distance
@@ -122,11 +142,19 @@ class AutoencoderTask(Task):
             metrics.update(self._downstream())
         return metrics
 
+    @torch.no_grad()
+    def _online_accuracy(self) -> float:
+        test_images, test_labels = self.dataset.test_set()
+        test_z = encode_all(self.model, test_images, self.device)
+        predictions = self.model.online_classifier(test_z).argmax(1).cpu()
+        return float((predictions == test_labels.cpu()).double().mean())
+
     def _downstream(self) -> dict:
         """ACAI §4: a single-layer classifier and k-means on the frozen latents."""
         config, classes = self.config, self.dataset.num_classes
         acai = config.clustering == "acai"
-        count = max(config.probe_images, config.cluster_images if acai else 0)
+        lbfgs = config.classifier == "lbfgs"
+        count = max(config.probe_images if lbfgs else 0, config.cluster_images if acai else 0, 1)
         train_images, train_labels = self.dataset.probe_train_set(count)
         test_images, test_labels = self.dataset.test_set()
         train_z = encode_all(self.model, train_images, self.device)
@@ -145,10 +173,9 @@ class AutoencoderTask(Task):
             definition += f", best of {BIN_OFFSETS} bin offsets"
         else:
             accuracy = matched_accuracy(clusters, test_labels, classes)
-        return {
-            "probe_accuracy": linear_probe_accuracy(
+        metrics = {"clustering_accuracy": accuracy, "clustering_definition": definition}
+        if lbfgs:
+            metrics["probe_accuracy"] = linear_probe_accuracy(
                 train_z[:probe], train_labels[:probe], test_z, test_labels, classes
-            ),
-            "clustering_accuracy": accuracy,
-            "clustering_definition": definition,
-        }
+            )
+        return metrics
