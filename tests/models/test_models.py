@@ -112,3 +112,21 @@ def test_paper_soft_vq_probes_z_and_keeps_the_data_variance():
     model.losses(x * 2)  # the first batch's, kept (and saved with the model)
     assert model.data_variance.item() == pytest.approx(x.double().var().item(), rel=1e-6)
     assert "data_variance" in model.state_dict()
+
+
+def test_acais_vq_vae_quantizes_ten_vectors_of_the_map_size():
+    torch.manual_seed(0)
+    model = build_model("vqvae-acai", (1, 32, 32), depth=3, latent=16, scales=3, codebook_size=64)
+    x = torch.rand(5, 1, 32, 32) * 2 - 1
+    maps = model.encode(x)
+    assert maps.shape == (5, 16, 4, 4)  # ACAI's 4×4×16 on lines
+    dense, out = model._bottleneck(maps)
+    assert out.indices.shape == (5, 10) and model.quantizer.codebook.shape == (64, 256)
+    assert dense.shape == maps.shape and model.probe_latent(x).shape == maps.shape
+    # EMA codebook: the loss is beta times the commitment term alone (eval: no EMA update between).
+    model.eval()
+    _, out = model._bottleneck(maps)
+    vectors = model.to_latents(maps.flatten(1)).reshape(5, 10, 256)
+    commitment = (vectors - model.quantizer.codebook[out.indices]).square().mean()
+    assert out.loss.item() == pytest.approx(10.0 * commitment.item(), rel=1e-4)
+    assert build_model("vqvae-acai", (1, 32, 32)).quantizer.codebook.shape == (16384, 256)

@@ -10,7 +10,7 @@ import typing
 from latentops.models.adversarial import ACAI, AdversarialAutoencoder
 from latentops.models.backbone import Critic, Decoder, Encoder
 from latentops.models.base import Autoencoder, Losses
-from latentops.models.quantized import VQVAE, PaperSoftVQAutoencoder, SoftVQAutoencoder
+from latentops.models.quantized import VQVAE, AcaiVQVAE, PaperSoftVQAutoencoder, SoftVQAutoencoder
 from latentops.models.regularized import VAE, DenoisingAutoencoder, DropoutAutoencoder
 
 MODELS = {
@@ -20,6 +20,7 @@ MODELS = {
     "vae": VAE,
     "aae": AdversarialAutoencoder,
     "vqvae": VQVAE,
+    "vqvae-acai": AcaiVQVAE,
     "softvq": SoftVQAutoencoder,
     "softvq-paper": PaperSoftVQAutoencoder,
     "acai": ACAI,
@@ -34,7 +35,7 @@ def default_scales(image_shape, width: int = 4) -> int:
 def acai_latent_width(model: str, dataset: str) -> int:
     """The side of ACAI's latent map for `model` on `dataset`: 2 on lines except VQ-VAE's 4
     (runs/*.sh: --latent_width=2, runs/vqvae.sh: 4), 4 on every other dataset."""
-    return 2 if dataset == "lines" and model != "vqvae" else 4
+    return 2 if dataset == "lines" and not model.startswith("vqvae") else 4
 
 
 def model_options(name: str) -> dict[str, tuple[tuple[type, ...], object]]:
@@ -110,6 +111,7 @@ __all__ = [
     "MODELS",
     "VAE",
     "VQVAE",
+    "AcaiVQVAE",
     "AdversarialAutoencoder",
     "Autoencoder",
     "Critic",

@@ -68,6 +68,62 @@ class VQVAE(_QuantizedAutoencoder):
         )
 
 
+class AcaiVQVAE(Autoencoder):
+    """The VQ-VAE of ACAI's code (vqvae.py with lib/discretization.py): the encoder's map (ACAI:
+    4×4×16 = 256 numbers) goes through a dense layer to num_latents vectors of that size, each
+    replaced by the nearest of codebook_size codewords (ACAI: 10 vectors, 2^14 codewords) updated
+    by EMA (decay 0.999, Laplace smoothing 1e-5) with commitment weight beta (10); the quantized
+    vectors, straight-through, pass dense(relu(·), 512) and dense(relu(·), map size) back to the
+    map the decoder takes. ACAI's classifier reads that last dense output (probe_latent); the
+    pipeline interpolates the encoder's map, decoded through the whole bottleneck, as ACAI does.
+    Codebook initialized at random (no k-means), no dead-code replacement, as ACAI's."""
+
+    def __init__(
+        self,
+        image_shape,
+        depth=16,
+        latent=16,
+        scales=3,
+        *,
+        num_latents: int = 10,
+        codebook_size: int = 16384,
+        beta: float = 10.0,
+        ema_decay: float = 0.999,
+        hidden: int = 512,
+    ):
+        super().__init__(image_shape, depth, latent, scales)
+        size = latent * (image_shape[1] >> scales) * (image_shape[2] >> scales)
+        if not (isinstance(num_latents, int) and num_latents >= 1):
+            raise ValueError(f"num_latents must be an int ≥ 1, got {num_latents!r}")
+        self.num_latents, self.size = num_latents, size
+        self.to_latents = nn.Linear(size, size * num_latents)
+        self.quantizer = VectorQuantizer(
+            size, codebook_size, beta=beta, ema_decay=ema_decay, eps=1e-5, dead_code_threshold=0.0, kmeans_init=False
+        )
+        self.from_latents = nn.Sequential(
+            nn.ReLU(), nn.Linear(size * num_latents, hidden), nn.ReLU(), nn.Linear(hidden, size)
+        )
+
+    def _bottleneck(self, maps):
+        vectors = self.to_latents(maps.flatten(1)).reshape(-1, self.num_latents, self.size)
+        out = self.quantizer(vectors)
+        return self.from_latents(out.quantized.flatten(1)).reshape(maps.shape), out
+
+    def decode(self, z):
+        return self.decoder(self._bottleneck(z)[0])
+
+    def probe_latent(self, x):
+        return self._bottleneck(self.encode(x))[0]
+
+    def losses(self, x):
+        dense, out = self._bottleneck(self.encode(x))
+        reconstruction = F.mse_loss(self.decoder(dense), x)
+        return Losses(
+            {"autoencoder": reconstruction + out.loss},
+            {"mse": reconstruction.detach(), "perplexity": out.perplexity.detach()},
+        )
+
+
 class SoftVQAutoencoder(_QuantizedAutoencoder):
     """Soft VQ: the latent is replaced by the posterior mean of the codewords given the noisy
     latent, with a learned precision."""

@@ -14,6 +14,7 @@ DISPLAY_NAMES = {
     "vae": "VAE",
     "aae": "AAE",
     "vqvae": "VQ-VAE",
+    "vqvae-acai": "VQ-VAE (ACAI's)",
     "softvq": "Soft-VQ",
     "softvq-paper": "Soft-VQ (paper)",
     "acai": "ACAI",
