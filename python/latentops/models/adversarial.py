@@ -3,6 +3,8 @@ prior) and ACAI (a critic predicts the mixing coefficient of decoded interpolant
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,7 +30,7 @@ class AdversarialAutoencoder(Autoencoder):
             raise ValueError(f"adv_weight must be ≥ 0, got {adv_weight!r}")
         self.adv_weight = float(adv_weight)
         self.pixels = image_shape[0] * image_shape[1] * image_shape[2]
-        size = latent * (image_shape[1] >> scales) * (image_shape[2] >> scales)
+        size = math.prod(self.latent_shape)
         self.discriminator = nn.Sequential(
             nn.Linear(size, disc_hidden),
             nn.LeakyReLU(0.2),

@@ -39,6 +39,11 @@ class Autoencoder(nn.Module):
     def encoder_channels(self) -> int:
         return self.latent
 
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the latent map the decoder takes."""
+        return (self.latent, self.image_shape[1] >> self.scales, self.image_shape[2] >> self.scales)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 

@@ -92,7 +92,7 @@ class AcaiVQVAE(Autoencoder):
         hidden: int = 512,
     ):
         super().__init__(image_shape, depth, latent, scales)
-        size = latent * (image_shape[1] >> scales) * (image_shape[2] >> scales)
+        size = math.prod(self.latent_shape)
         if not (isinstance(num_latents, int) and num_latents >= 1):
             raise ValueError(f"num_latents must be an int ≥ 1, got {num_latents!r}")
         self.num_latents, self.size = num_latents, size
@@ -183,7 +183,7 @@ class PaperSoftVQAutoencoder(Autoencoder):
         if data_variance is not None and not 0 < data_variance < math.inf:
             raise ValueError(f"data_variance must be > 0 and finite, got {data_variance!r}")
         self.code_dim, self.q_weight = int(code_dim), float(q_weight)
-        size = latent * (image_shape[1] >> scales) * (image_shape[2] >> scales)
+        size = math.prod(self.latent_shape)
         self.to_code = nn.Linear(size, code_dim)
         self.precision_head = nn.Linear(size, codebook_size)
         self.from_code = nn.Linear(code_dim, size)
@@ -207,9 +207,7 @@ class PaperSoftVQAutoencoder(Autoencoder):
         return self.quantizer(z, precision=torch.exp(-2.0 * h), log_prior=h)
 
     def _decode_quantized(self, quantized):
-        _, height, width = self.image_shape
-        maps = self.from_code(quantized).reshape(-1, self.latent, height >> self.scales, width >> self.scales)
-        return self.decoder(maps)
+        return self.decoder(self.from_code(quantized).reshape(-1, *self.latent_shape))
 
     def decode(self, code):
         return self._decode_quantized(self._quantize(code).quantized)

@@ -78,7 +78,7 @@ class TrainConfig:
         "scored at each evaluation (ACAI); lbfgs: fit by L-BFGS on standardized latents after training",
     )
     probe_images: int = option(10_000, check=COUNT, help="training images for --classifier lbfgs")
-    downstream: bool = option(True, help="skip the final classifier and clustering evaluation")
+    downstream: bool = option(True, help="skip the final clustering (and --classifier lbfgs) evaluation")
     resume: bool = run.resume()
     progress: bool = run.progress()
     out: str = run.out()

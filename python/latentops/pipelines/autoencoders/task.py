@@ -126,8 +126,8 @@ class AutoencoderTask(Task):
         return test_images[:pairs], test_images[pairs : 2 * pairs]
 
     def final_metrics(self, records: list[dict]) -> dict:
-        _, height, width = self.dataset.image_shape
-        metrics = {"latent_map": f"{height >> self.scales}×{width >> self.scales}×{self.config.latent}"}
+        channels, height, width = self.model.latent_shape
+        metrics = {"latent_map": f"{height}×{width}×{channels}"}
         if self.model_options:
             metrics["model_options"] = self.model_options
         metrics["classifier_definition"] = self.config.classifier
