@@ -150,7 +150,7 @@ class AutoencoderTask(Task):
         return float((predictions == test_labels.cpu()).double().mean())
 
     def _downstream(self) -> dict:
-        """ACAI §4: a single-layer classifier and k-means on the frozen latents."""
+        """ACAI §4 after training: k-means on the frozen latents (and --classifier lbfgs's classifier)."""
         config, classes = self.config, self.dataset.num_classes
         acai = config.clustering == "acai"
         lbfgs = config.classifier == "lbfgs"
