@@ -37,6 +37,8 @@ TINY = [
     "32",
     "--kmeans-restarts",
     "2",
+    "--cluster-images",
+    "100",
     "--probe-images",
     "100",
     "--no-progress",

@@ -75,7 +75,8 @@ class TrainConfig:
         "online",
         choices=CLASSIFIERS,
         help="online: one dense layer trained with the autoencoder on stop-gradient latents, Adam at --lr, "
-        "scored at each evaluation (ACAI); lbfgs: fit by L-BFGS on standardized latents after training",
+        "scored at each evaluation on --eval-images test images and at the end on all (ACAI: all, each time); "
+        "lbfgs: fit by L-BFGS on standardized latents after training",
     )
     probe_images: int = option(10_000, check=COUNT, help="training images for --classifier lbfgs")
     downstream: bool = option(True, help="skip the final clustering (and --classifier lbfgs) evaluation")

@@ -109,8 +109,8 @@ class AutoencoderTask(Task):
         )
         plots.save_frames(decoded[:_GRID_PAIRS], run_dir / FRAMES_PNG)
         metrics = {"test_mse": test_mse}
-        if config.classifier == "online":  # ACAI reports it at every evaluation, on the whole test set
-            metrics["probe_accuracy"] = self._online_accuracy()
+        if config.classifier == "online":  # ACAI's, at every evaluation (the summary's: the whole test set)
+            metrics["probe_accuracy"] = self._online_accuracy(config.eval_images)
         if config.dataset == "lines":
             metrics.update(
                 interpolation_metrics(decoded, distance=config.mean_distance, degenerate=config.smoothness_degenerate)
@@ -131,6 +131,8 @@ class AutoencoderTask(Task):
         if self.model_options:
             metrics["model_options"] = self.model_options
         metrics["classifier_definition"] = self.config.classifier
+        if self.config.classifier == "online":
+            metrics["probe_accuracy"] = self._online_accuracy()
         if self.config.dataset == "lines":  # which definitions the interpolation metrics used
             metrics["interpolation_pairs"] = self.config.interpolation_pairs
             metrics["mean_distance_definition"] = self.config.mean_distance
@@ -143,8 +145,9 @@ class AutoencoderTask(Task):
         return metrics
 
     @torch.no_grad()
-    def _online_accuracy(self) -> float:
-        test_images, test_labels = self.dataset.test_set()
+    def _online_accuracy(self, count: int | None = None) -> float:
+        """The online classifier's accuracy on the first `count` test images (None: all of them)."""
+        test_images, test_labels = (part[:count] for part in self.dataset.test_set())
         test_z = encode_all(self.model, test_images, self.device)
         predictions = self.model.online_classifier(test_z).argmax(1).cpu()
         return float((predictions == test_labels.cpu()).double().mean())
