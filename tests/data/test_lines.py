@@ -21,6 +21,24 @@ def test_images_are_lines_from_the_centre():
     assert 2 <= widths <= 4  # about 2 px, anti-aliased edges included
 
 
+def test_acai_rasterization_by_hand():
+    """ACAI's draw_line worked by hand: pixel i spans [i, i + 1), the line starts at (16, 16)."""
+    angles = torch.tensor([0.0, math.pi / 2, math.atan2(3.0, 4.0)], dtype=torch.float64)
+    flat, upright, slanted = draw_lines(angles)[:, 0]
+    # Angle 0: rows 15 and 16 (2 px), columns 16..30 (15 px), fully lit; nothing else.
+    expected = torch.full((32, 32), -1.0)
+    expected[15:17, 16:31] = 1.0
+    torch.testing.assert_close(flat, expected)
+    expected = torch.full((32, 32), -1.0)
+    expected[1:16, 15:17] = 1.0
+    torch.testing.assert_close(upright, expected, atol=1e-6, rtol=0)
+    # cos θ = 0.8, sin θ = 0.6: mostly horizontal, so columns 16..27 are its rows; in column c the
+    # 2 px span starts at row 15 − 0.75·(c − 16.5): 15.375 in column 16, 7.125 in column 27.
+    torch.testing.assert_close(slanted[14:19, 16], torch.tensor([-1.0, 0.25, 1.0, -0.25, -1.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(slanted[6:11, 27], torch.tensor([-1.0, 0.75, 1.0, -0.75, -1.0]), atol=1e-6, rtol=0)
+    assert (slanted[:, :16] == -1).all()
+
+
 def test_vectorized_over_any_shape_and_device():
     angles = torch.rand(2, 3, dtype=torch.float64) * 2 * math.pi
     batch = draw_lines(angles)

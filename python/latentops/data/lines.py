@@ -1,6 +1,7 @@
 """The synthetic lines benchmark of ACAI (Berthelot et al., ICLR 2019): 32×32 single-channel images
-in [−1, 1] (background −1) of an anti-aliased line about 2 px wide, 15 px long, from the centre
-(16, 16) at an angle drawn uniformly from [0, 2π); the label is the angle's tenth of the circle."""
+in [−1, 1] (background −1) of a line 2 px wide from the centre of the image 15 px outward, at an
+angle drawn uniformly from [0, 2π), rasterized as ACAI's lib/data.py draws it; the label is the
+angle's tenth of the circle."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import math
 import torch
 
 SIZE = 32
-CENTER = 16.0
+CENTER = 16.0  # ACAI's pixel i spans [i, i + 1): the centre is the corner of the middle four pixels
 LENGTH = 15.0
-HALF_WIDTH = 1.0  # a line about 2 px wide
+WIDTH = 2.0
 NUM_CLASSES = 10
 REFERENCE_COUNT = 10_000
 TEST_SEED = 1_234_567
@@ -21,23 +22,44 @@ def draw_lines(angles: torch.Tensor) -> torch.Tensor:
     """Images (..., 1, 32, 32) float32 in [−1, 1] of lines at `angles` (radians, any shape, any device).
 
     The angle is measured counter-clockwise from the +x axis as the image is displayed (row 0 at
-    the top). Each pixel's intensity is its coverage by a 2 px wide stroke, approximated by
-    clamp(1 + 0.5 − distance to the segment, 0, 1): a 1 px linear ramp at the edges.
+    the top). ACAI's rasterization (its draw_line, vectorized here): along the line's major axis
+    (rows, or columns for a mostly horizontal line) each pixel row the segment enters is weighted by
+    1 (the first row by the part of it the segment spans); across it, a 2 px span, which starts
+    where the line is half a row before the row's start, covers each pixel by its overlap. A pixel
+    is −1 + 2 × coverage.
     """
     if not isinstance(angles, torch.Tensor):
         raise TypeError(f"angles must be a torch.Tensor, got {type(angles).__name__}")
     if not angles.is_floating_point():
         raise TypeError(f"angles must be a float tensor, got {angles.dtype}")
-    theta = angles.to(torch.float32).reshape(-1, 1, 1)
-    coords = torch.arange(SIZE, dtype=torch.float32, device=angles.device)
-    px = (coords - CENTER).reshape(1, 1, SIZE)  # columns
-    py = (CENTER - coords).reshape(1, SIZE, 1)  # rows, with y up
-    dx, dy = torch.cos(theta), torch.sin(theta)
-    # Distance from each pixel centre to the segment centre → centre + LENGTH·(dx, dy).
-    t = (px * dx + py * dy).clamp(0.0, LENGTH)
-    dist = torch.sqrt((px - t * dx).square() + (py - t * dy).square())
-    coverage = (HALF_WIDTH + 0.5 - dist).clamp(0.0, 1.0)
-    return (2.0 * coverage - 1.0).reshape(*angles.shape, 1, SIZE, SIZE)
+    theta = angles.to(torch.float64).reshape(-1, 1)
+    # Endpoints as (column, row): the row grows downwards, so the angle is negated.
+    column_end = CENTER + LENGTH * torch.cos(-theta)
+    row_end = CENTER + LENGTH * torch.sin(-theta)
+    center = torch.full_like(theta, CENTER)
+    flip = (row_end - CENTER).abs() < (column_end - CENTER).abs()  # mostly horizontal
+    major_end = torch.where(flip, column_end, row_end)
+    minor_end = torch.where(flip, row_end, column_end)
+    # Along the major axis from the lower coordinate to the higher.
+    backwards = major_end < CENTER
+    major_low, major_high = torch.where(backwards, major_end, center), torch.where(backwards, center, major_end)
+    minor_low = torch.where(backwards, minor_end, center) - WIDTH / 2
+    minor_high = torch.where(backwards, center, minor_end) - WIDTH / 2
+    slope = (minor_high - minor_low) / (major_high - major_low)
+    pixels = torch.arange(SIZE, dtype=torch.float64, device=angles.device).reshape(1, SIZE)
+    # Each row the segment enters, weighted 1 but for a first row entered part-way (by the part);
+    # ACAI's last row counts in full however little of it the segment reaches.
+    first = torch.ceil(major_low)
+    spanned = (pixels >= torch.floor(major_low)) & (pixels < torch.ceil(major_high))
+    row_weight = torch.where(pixels < first, first - major_low, 1.0) * spanned  # (N, major)
+    span_start = (minor_low + (pixels - major_low - 0.5) * slope).unsqueeze(2)  # (N, major, 1)
+    # The overlap of pixel [b, b + 1) with the span [start, start + 2].
+    column = pixels.unsqueeze(0)
+    across = (torch.minimum(column + 1, span_start + WIDTH) - torch.maximum(column, span_start)).clamp_min(0.0)
+    coverage = row_weight.unsqueeze(2) * across  # (N, major, minor)
+    coverage = torch.where(flip.unsqueeze(2), coverage.transpose(1, 2), coverage)  # → (N, row, column)
+    images = (2.0 * coverage - 1.0).clamp(-1.0, 1.0).to(torch.float32)
+    return images.reshape(*angles.shape, 1, SIZE, SIZE)
 
 
 def angle_labels(angles: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
