@@ -46,8 +46,14 @@ def test_run_writes_its_outputs(tmp_path):
     assert [summary[key] for key in definitions] == ["random", "acai", "acai"]  # ACAI's, by default
     table = markdown_table([{"dir": run, "summary": summary}])
     assert "| Mean Distance defined as | acai |" in table and "| Interpolation pairs | random |" in table
-    kinds = [r["kind"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
     assert kinds.count("eval") == 2 and kinds.count("train") == 6
+    # ACAI's Table 1: the median of the last (up to 20) evaluations, here both.
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert summary["interpolation_evaluations"] == 2
+    for key in ("mean_distance", "smoothness"):
+        assert summary[key] == pytest.approx((evals[0][key] + evals[1][key]) / 2)
 
 
 @pytest.mark.parametrize("model", ["acai", "vqvae"])

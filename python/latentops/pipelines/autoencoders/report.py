@@ -12,6 +12,7 @@ DISPLAY_NAMES = {
     "dropout": "Dropout",
     "denoising": "Denoising",
     "vae": "VAE",
+    "vae-acai": "VAE (ACAI's)",
     "aae": "AAE",
     "vqvae": "VQ-VAE",
     "vqvae-acai": "VQ-VAE (ACAI's)",
@@ -23,7 +24,8 @@ MODEL_ORDER = list(DISPLAY_NAMES)
 LINES_ROWS = [
     Row("mean_distance", "Mean Distance (×10⁻³)", lambda v: f"{1e3 * v:.2f}"),
     Row("smoothness", "Smoothness", lambda v: f"{v:.2f}"),
-    Row("degenerate_pairs", "Smoothness: pairs with no rotation", str),
+    Row("interpolation_evaluations", "Mean Distance, Smoothness: median of the last … evaluations", str),
+    Row("degenerate_pairs", "Smoothness: pairs with no rotation (last evaluation)", str),
     # Which definition each column used (`latentops train --help`; ACAI's are "acai" and "random").
     Row("mean_distance_definition", "Mean Distance defined as", str),
     Row("smoothness_degenerate", "Smoothness: a pair with no rotation scores as", str),
