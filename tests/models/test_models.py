@@ -114,6 +114,30 @@ def test_paper_soft_vq_probes_z_and_keeps_the_data_variance():
     assert "data_variance" in model.state_dict()
 
 
+def test_acais_vae_minimizes_its_negative_elbo():
+    torch.manual_seed(0)
+    model = build_model("vae-acai", (1, 32, 32), depth=3, latent=2, scales=3, beta=0.5)
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    maps = model.encoder(x)
+    torch.testing.assert_close(model.probe_latent(x), maps)  # the classifier reads the map
+    mean, log_var = model.to_mean(maps.flatten(1)), model.to_log_var(maps.flatten(1))
+    torch.manual_seed(1)
+    losses = model.losses(x)
+    torch.manual_seed(1)
+    z = mean + torch.randn_like(mean) * torch.exp(log_var / 2)
+    p = torch.sigmoid(model.decoder(z.reshape(3, 2, 4, 4))).double()
+    target = ((x + 1) / 2).double()
+    # Bernoulli negative log-likelihood and KL, each summed per image, averaged over the batch.
+    nll = -(target * p.log() + (1 - target) * (1 - p).log()).sum() / 3
+    kl = 0.5 * (mean.square() + log_var.exp() - log_var - 1).double().sum() / 3
+    assert losses.per_group["autoencoder"].item() == pytest.approx((nll + 0.5 * kl).item(), rel=1e-4)
+    assert losses.logs["mse"].item() == pytest.approx(((2 * p - 1) - x.double()).square().mean().item(), rel=1e-4)
+    # The code is a posterior sample, in evaluation too; decoded images lie in (−1, 1).
+    model.eval()
+    assert not torch.equal(model.encode(x), model.encode(x))
+    assert model.decode(model.encode(x)).abs().max() < 1
+
+
 def test_acais_vq_vae_quantizes_ten_vectors_of_the_map_size():
     torch.manual_seed(0)
     model = build_model("vqvae-acai", (1, 32, 32), depth=3, latent=16, scales=3, codebook_size=64)

@@ -11,13 +11,14 @@ from latentops.models.adversarial import ACAI, AdversarialAutoencoder
 from latentops.models.backbone import Critic, Decoder, Encoder
 from latentops.models.base import Autoencoder, Losses
 from latentops.models.quantized import VQVAE, AcaiVQVAE, PaperSoftVQAutoencoder, SoftVQAutoencoder
-from latentops.models.regularized import VAE, DenoisingAutoencoder, DropoutAutoencoder
+from latentops.models.regularized import VAE, AcaiVAE, DenoisingAutoencoder, DropoutAutoencoder
 
 MODELS = {
     "baseline": Autoencoder,
     "dropout": DropoutAutoencoder,
     "denoising": DenoisingAutoencoder,
     "vae": VAE,
+    "vae-acai": AcaiVAE,
     "aae": AdversarialAutoencoder,
     "vqvae": VQVAE,
     "vqvae-acai": AcaiVQVAE,
@@ -111,6 +112,7 @@ __all__ = [
     "MODELS",
     "VAE",
     "VQVAE",
+    "AcaiVAE",
     "AcaiVQVAE",
     "AdversarialAutoencoder",
     "Autoencoder",

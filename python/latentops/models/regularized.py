@@ -1,9 +1,13 @@
-"""Autoencoders regularized without an adversary: dropout on the latent, denoising, VAE."""
+"""Autoencoders regularized without an adversary: dropout on the latent, denoising, VAE (ours and
+ACAI's)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from latentops.models.base import Autoencoder, Losses
 
@@ -67,3 +71,48 @@ class VAE(Autoencoder):
         kl_per_pixel = kl / x[0].numel()
         loss = reconstruction + self.beta * kl_per_pixel
         return Losses({"autoencoder": loss}, {"mse": reconstruction.detach(), "kl": kl.detach()})
+
+
+class AcaiVAE(Autoencoder):
+    """The VAE of ACAI's code (vae.py): the encoder's map, flattened, through two dense layers to
+    the posterior's mean and log variance (as many numbers as the map); a Bernoulli likelihood of
+    the image rescaled to [0, 1] on the decoder's output as logits, images decoded as
+    2·sigmoid(logits) − 1; loss −ELBO = BCE + beta·KL, each summed over an image and averaged over
+    the batch. Its code (what is interpolated) is a posterior sample, in evaluation too; its
+    classifier reads the map before the dense layers (probe_latent), as ACAI's does."""
+
+    def __init__(self, image_shape, depth=16, latent=16, scales=3, *, beta: float = 1.0):
+        super().__init__(image_shape, depth, latent, scales)
+        if not beta >= 0:
+            raise ValueError(f"beta must be ≥ 0, got {beta!r}")
+        self.beta = float(beta)
+        size = math.prod(self.latent_shape)
+        self.to_mean = nn.Linear(size, size)
+        self.to_log_var = nn.Linear(size, size)
+
+    def posterior(self, x):
+        features = self.encoder(x).flatten(1)
+        return self.to_mean(features), self.to_log_var(features)
+
+    def _sample(self, mean, log_var):
+        return (mean + torch.randn_like(mean) * (0.5 * log_var).exp()).reshape(-1, *self.latent_shape)
+
+    def encode(self, x):
+        return self._sample(*self.posterior(x))
+
+    def probe_latent(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return 2.0 * torch.sigmoid(self.decoder(z)) - 1.0
+
+    def losses(self, x):
+        mean, log_var = self.posterior(x)
+        logits = self.decoder(self._sample(mean, log_var))
+        batch = x.shape[0]
+        bce = F.binary_cross_entropy_with_logits(logits, (x + 1.0) / 2.0, reduction="sum") / batch
+        kl = 0.5 * (mean.square() + log_var.exp() - log_var - 1.0).sum() / batch
+        mse = F.mse_loss(2.0 * torch.sigmoid(logits) - 1.0, x)
+        return Losses(
+            {"autoencoder": bce + self.beta * kl}, {"mse": mse.detach(), "bce": bce.detach(), "kl": kl.detach()}
+        )
