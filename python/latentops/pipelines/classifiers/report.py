@@ -3,6 +3,7 @@ V vanilla, P Parseval, R smoothness-regularized, PR both, GEO geometry targets).
 
 from __future__ import annotations
 
+from latentops.pipelines.statistics import paired, quartiles
 from latentops.pipelines.task import Row, TaskReport
 
 ROWS = [
@@ -95,28 +96,6 @@ def _run_metrics(run: dict) -> tuple[int | None, dict[str, float]]:
     return seed, {k: v for k, v in metrics.items() if v is not None}
 
 
-def _quartiles(values: list[float]) -> str:
-    import numpy as np
-
-    if not values:
-        return "–"
-    q1, median, q3 = np.percentile(np.asarray(values) * 100, [25, 50, 75])
-    return f"{median:.1f} [{q1:.1f}, {q3:.1f}]"
-
-
-def _paired(a: dict[int, float], b: dict[int, float]) -> str:
-    """Median of the paired differences a − b (points) and the two-sided Wilcoxon signed-rank p."""
-    import numpy as np
-    from scipy.stats import wilcoxon
-
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return "–"
-    diff = np.array([a[s] - b[s] for s in seeds]) * 100
-    p = 1.0 if not np.any(diff) else float(wilcoxon(diff).pvalue)
-    return f"{np.median(diff):+.1f} (p = {p:.3g}, n = {len(seeds)})"
-
-
 class SeedStatistics:
     """The runs of one (architecture, dataset) grouped by variant, each variant's runs by seed."""
 
@@ -142,7 +121,7 @@ class SeedStatistics:
             "| --- |" + " ---: |" * len(self.variants),
         ]
         for metric in self.metrics:
-            cells = [_quartiles(list(self.values(v, metric).values())) for v in self.variants]
+            cells = [quartiles(list(self.values(v, metric).values())) for v in self.variants]
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
         baseline = next(
             (b for b in ("V", "alone") if b in self.variants), None
@@ -159,7 +138,7 @@ class SeedStatistics:
                 "| --- |" + " ---: |" * len(pairs),
             ]
             for metric in self.metrics:
-                cells = [_paired(self.values(a, metric), self.values(b, metric)) for a, b in pairs]
+                cells = [paired(self.values(a, metric), self.values(b, metric)) for a, b in pairs]
                 lines.append(f"| {metric} | " + " | ".join(cells) + " |")
         if dataset == "cifar10":
             lines += ["", "The authors' medians on CIFAR-10 (PreActResNet18, 10 seeds):", ""]
