@@ -146,3 +146,29 @@ def test_a_torn_last_record_is_what_a_crash_leaves_and_is_read_past(tmp_path):
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"kind": "train", "st')
     assert "| Metric | VAE |" in write_report([run])[0]
+
+
+def test_seeds_of_a_model_are_summarized_and_paired_with_the_baseline(tmp_path):
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(0)
+    base, gain = rng.uniform(0.5, 0.6, 6), rng.uniform(0.01, 0.1, 6)
+    runs = []
+    for seed in range(6):
+        for model, clustering in (("baseline", base[seed]), ("softvq", base[seed] + gain[seed])):
+            folder = _run(tmp_path / f"{model}-{seed}", model, dataset="digits", clustering_accuracy=clustering)
+            (folder / "config.json").write_text(json.dumps({"seed": seed}))
+            runs.append(folder)
+    runs.append(_run(tmp_path / "vae-0", "vae", dataset="digits", clustering_definition="acai"))
+    (tmp_path / "vae-0" / "config.json").write_text(json.dumps({"seed": 0}))
+    text, _, _ = write_report(runs, tmp_path / "out")
+    assert "over seeds (Baseline: 6, VAE: 1, Soft-VQ: 6)" in text
+    q1, median, q3 = np.percentile(base * 100, [25, 50, 75])
+    assert f"| Clustering accuracy (%) | {median:.1f} [{q1:.1f}, {q3:.1f}] |" in text
+    assert "| Clustering defined as | – | acai | – |" in text
+    p = wilcoxon(gain).pvalue
+    assert f"| {100 * np.median(gain):+.1f} (p = {p:.3g}, n = 6) |" in text  # Soft-VQ − Baseline, paired
+    # Without seeds (e.g. the same model under --backend ops and torch): a column per run.
+    plain = [_run(tmp_path / "x" / b, "vqvae", dataset="digits") for b in ("ops", "torch")]
+    assert "VQ-VAE (ops)" in write_report(plain, tmp_path / "out2")[0]

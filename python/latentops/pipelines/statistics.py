@@ -29,13 +29,13 @@ def paired_test(a: dict, b: dict) -> tuple[float, float, int] | None:
     return float(np.median(diff)), p, len(seeds)
 
 
-def paired(a: dict, b: dict, scale: float = 100.0) -> str:
+def paired(a: dict, b: dict, scale: float = 100.0, digits: int = 1) -> str:
     """paired_test as a table cell: '+1.2 (p = 0.0391, n = 8)' (points when scale is 100), or '–'."""
     test = paired_test(a, b)
     if test is None:
         return "–"
     median, p, n = test
-    return f"{scale * median:+.1f} (p = {p:.3g}, n = {n})"
+    return f"{scale * median:+.{digits}f} (p = {p:.3g}, n = {n})"
 
 
 def holm(p_values: list[float]) -> list[float]:
