@@ -198,29 +198,36 @@ class VectorQuantizer(nn.Module):
         holds only those rows. Every step is a torch.where, not an `if`: no host syncs."""
         ema = self.ema_decay is not None
         decay = self.ema_decay if ema else 0.99
+        counts = counts.clone()
         if ema:
+            # A large codebook (ACAI's 2^14 × 256) makes every full pass over it count: the EMA of
+            # the sums is one scaled copy plus a scatter of the batch's rows, unless the sums of
+            # all ranks are needed first.
             rows = torch.where(finite.unsqueeze(1), flat32, 0.0)
-            sums = torch.zeros_like(self.embed_avg).index_add_(0, indices, rows)
-            stats = torch.cat([counts.unsqueeze(1), sums], 1)
-        else:
-            stats = counts.unsqueeze(1).clone()
+            if distributed:
+                sums = torch.zeros_like(self.embed_avg).index_add_(0, indices, rows)
+                dist.all_reduce(sums)
+                avg = torch.add(self.embed_avg * decay, sums, alpha=1.0 - decay)
+            else:
+                avg = (self.embed_avg * decay).index_add_(0, indices, rows, alpha=1.0 - decay)
         if distributed:
-            dist.all_reduce(stats)
+            dist.all_reduce(counts)
         # No finite row anywhere (an empty batch included): no information, so no decay either;
         # with ema_decay=0 the update would otherwise divide zero sums by a zero total.
-        has_data = stats[:, 0].sum() > 0
-        size = self.cluster_size * decay + stats[:, 0] * (1.0 - decay)
+        has_data = counts.sum() > 0
+        size = self.cluster_size * decay + counts * (1.0 - decay)
         ok = has_data & torch.isfinite(size)
         if ema:
-            avg = self.embed_avg * decay + stats[:, 1:] * (1.0 - decay)
             total = size.sum()
             smoothed = (size + self.eps) / (total + self.codebook_size * self.eps)
             code = avg / (smoothed * total).unsqueeze(1)
             # A code whose new statistics overflow float32 keeps its old ones (the batch's
-            # contribution to it is dropped) rather than becoming inf/NaN for good.
-            ok = ok & torch.isfinite(avg).all(1) & torch.isfinite(code).all(1)
-            self.embed_avg.copy_(torch.where(ok.unsqueeze(1), avg, self.embed_avg))
-            self.codebook.copy_(torch.where(ok.unsqueeze(1), code, self.codebook))
+            # contribution to it is dropped) rather than becoming inf/NaN for good. The old ones
+            # are finite, so an overflow in avg shows in code too, and a row with an inf or NaN
+            # has a non-finite sum (one pass, not isfinite's several).
+            ok = ok & torch.isfinite(code.sum(1))
+            torch.where(ok.unsqueeze(1), avg, self.embed_avg, out=self.embed_avg)
+            torch.where(ok.unsqueeze(1), code, self.codebook.data, out=self.codebook.data)
         self.cluster_size.copy_(torch.where(ok, size, self.cluster_size))
         if self.dead_code_threshold > 0:
             self._replace_dead_codes(flat32, finite, distributed)
