@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from latentops.data import lines
@@ -76,3 +77,12 @@ def test_circular_accuracy_takes_the_best_bin_offset():
     assert matched_accuracy(clusters, lines.angle_labels(angles), 10) < 0.6
     assert circular_matched_accuracy(clusters, angles, 10) > 0.97
     assert circular_matched_accuracy(lines.angle_labels(angles), angles, 10) == 1.0
+
+
+def test_diverged_latents_are_named_not_a_linalg_error():
+    from latentops.pipelines.autoencoders.downstream import whiten
+
+    train = torch.randn(20, 4)
+    train[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="diverged"):
+        whiten(train, torch.randn(5, 4))

@@ -74,6 +74,8 @@ CLUSTERINGS = {
 def whiten(train_z: torch.Tensor, test_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ACAI's whitening (cluster.py): both sets centred by the training mean and rotated onto the
     training latents' right singular vectors, each axis divided by its singular value + 1e-5."""
+    if not (torch.isfinite(train_z).all() and torch.isfinite(test_z).all()):
+        raise ValueError("the latents to cluster are not all finite: the model diverged (try a lower --lr)")
     mean = train_z.double().mean(0)
     train_c, test_c = train_z.double() - mean, test_z.double() - mean
     _, s, vh = torch.linalg.svd(train_c, full_matrices=False)
